@@ -1,1 +1,17 @@
-fn main() {}
+//! `hearth`: parse the command line, set up logging, run, map errors to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = hearth::cli::Cli::parse();
+    hearth::logging::init(cli.verbose);
+    match hearth::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -357,8 +357,7 @@ where
         }
         self.enumerate().await?;
         let mut baud = 115_200;
-        let mut steps = Sequence::new(model, config, self.chip_count, Phase::Configure);
-        while let Some(step) = steps.next() {
+        for step in Sequence::new(model, config, self.chip_count, Phase::Configure) {
             if let Step::SetHostBaud(b) = step {
                 baud = b;
             }

@@ -154,11 +154,7 @@ pub const fn hash_counting_number(
         frequency_khz as u64
     };
     let hcn = (1u64 << 32) * 25_000 / (2 * cores * chips * f);
-    let hcn = if hcn > errata_ticks as u64 {
-        hcn - errata_ticks as u64
-    } else {
-        0
-    };
+    let hcn = hcn.saturating_sub(errata_ticks as u64);
     if hcn > u32::MAX as u64 {
         u32::MAX
     } else {

@@ -332,7 +332,7 @@ impl Iterator for Sequence {
                             self.config.frequency_khz,
                         ));
                     }
-                    if sub % 2 == 0 {
+                    if sub.is_multiple_of(2) {
                         match self.ramp.as_mut().and_then(Iterator::next) {
                             Some(f) => self.pll_write(f).or(Some(Step::Delay(0))),
                             None => None,

@@ -188,10 +188,11 @@ fn hash_batch(cursor: &mut Cursor, s: &Snapshot, batch: u64) -> Vec<Vec<u8>> {
         };
         let run = (per_version - cursor.nonce_index).min(batch - done) & !1;
         let run = run.max(2);
+        let mut walk = NonceWalk::at(s, cursor.nonce_index);
         let mut i = 0;
         while i < run {
-            let n0 = nonce_word(s, cursor.nonce_index + i);
-            let n1 = nonce_word(s, cursor.nonce_index + i + 1);
+            let n0 = walk.next_word(s);
+            let n1 = walk.next_word(s);
             let states = sha256d_lanes(&midstate, &tail, [n0, n1]);
             for (lane, state) in states.iter().enumerate() {
                 let bits = state_zero_bits(state);
@@ -218,14 +219,37 @@ fn hash_batch(cursor: &mut Cursor, s: &Snapshot, batch: u64) -> Vec<Vec<u8>> {
     replies
 }
 
-/// N (the nonce bytes read big-endian) for index `i` of a version's space: cores interleaved so
-/// that every core appears in the replies, as on silicon where they run in parallel.
-fn nonce_word(s: &Snapshot, i: u64) -> u32 {
-    let per_version = u64::from(s.cores) * u64::from(s.slice_len.max(1));
-    let i = i % per_version;
-    let core = (i % u64::from(s.cores)) as u32;
-    let low = (i / u64::from(s.cores)) as u32;
-    (core << 25) | ((s.slice_start + low) & 0x01FF_FFFF)
+/// Walks N (the nonce bytes read big-endian) through a version's space with the cores
+/// interleaved, so every core shows up in the replies as on silicon where they run in parallel:
+/// index i is core `i % cores`, slice offset `i / cores`. Stepping avoids a division per nonce.
+struct NonceWalk {
+    core: u32,
+    low: u32,
+}
+
+impl NonceWalk {
+    fn at(s: &Snapshot, index: u64) -> Self {
+        let per_version = u64::from(s.cores) * u64::from(s.slice_len.max(1));
+        let i = index % per_version;
+        NonceWalk {
+            core: (i % u64::from(s.cores)) as u32,
+            low: (i / u64::from(s.cores)) as u32,
+        }
+    }
+
+    #[inline]
+    fn next_word(&mut self, s: &Snapshot) -> u32 {
+        let word = (self.core << 25) | ((s.slice_start + self.low) & 0x01FF_FFFF);
+        self.core += 1;
+        if self.core == s.cores {
+            self.core = 0;
+            self.low += 1;
+            if self.low >= s.slice_len.max(1) {
+                self.low = 0;
+            }
+        }
+        word
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,7 @@
+//! Hearth: solo Bitcoin mining against your own node, on home-built BM13xx boards.
+//!
+//! The binary is a thin shell over this library; see `docs/architecture.md` for the data flow.
+
+pub mod cli;
+pub mod logging;
+pub mod sim_chain;

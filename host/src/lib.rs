@@ -3,5 +3,15 @@
 //! The binary is a thin shell over this library; see `docs/architecture.md` for the data flow.
 
 pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod device;
+pub mod events;
+pub mod node;
+pub mod regtest;
+pub mod share;
+pub mod submit;
+pub mod template;
+pub mod work;
 pub mod logging;
 pub mod sim_chain;

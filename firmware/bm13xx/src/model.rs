@@ -285,6 +285,24 @@ impl ChipModel {
     }
 }
 
+impl NonceReply {
+    /// Which chip of a chain of `chip_count` found this nonce, from where it lies in the nonce
+    /// space: the `CHIP_NONCE_OFFSET` slice on BM1368/BM1370 (chip = offset field · count / 2^16,
+    /// bm13xx-rs `nonce2chip_id`), the address field divided by the address interval elsewhere.
+    pub fn chip_index(&self, model: ChipModel, chip_count: u16) -> u16 {
+        if chip_count <= 1 {
+            return 0;
+        }
+        let n = self.nonce.swap_bytes();
+        let index = if model.uses_chip_nonce_offset() {
+            ((n >> 9) & 0xFFFF) * u32::from(chip_count) >> 16
+        } else {
+            ((n >> 17) & 0xFF) / u32::from(crate::sequence::address_interval(chip_count))
+        };
+        index.min(u32::from(chip_count) - 1) as u16
+    }
+}
+
 impl core::fmt::Display for ChipModel {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.name())

@@ -1,0 +1,457 @@
+//! `hearth.toml`: one typed configuration, validated once at start-up.
+//!
+//! Every mistake is reported with the key that holds it and what to write instead; nothing here
+//! is discovered later, at block time.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bitcoin::{Address, Network, ScriptBuf};
+use bm13xx::ChipModel;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Bitcoin Core node.
+    pub node: NodeConfig,
+    /// Where the reward goes.
+    pub payout: PayoutConfig,
+    /// The block journal.
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// Mining devices.
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// RPC URL; default `http://127.0.0.1:<network default port>`.
+    pub url: Option<String>,
+    /// Network the node must be on: `main`, `test`, `testnet4`, `signet` or `regtest`.
+    pub network: String,
+    /// Bitcoin Core data dir: the cookie is read from `<datadir>/<network dir>/.cookie`.
+    pub datadir: Option<PathBuf>,
+    /// Explicit cookie file.
+    pub cookie: Option<PathBuf>,
+    /// `rpcuser` (with `password`), instead of the cookie.
+    pub user: Option<String>,
+    /// `rpcpassword`.
+    pub password: Option<String>,
+    /// Optional ZMQ `hashblock` endpoint (`zmqpubhashblock` on the node), e.g. `tcp://127.0.0.1:28332`.
+    pub zmq_hashblock: Option<String>,
+    /// Seconds between `getbestblockhash` polls (backstop for longpoll and ZMQ).
+    #[serde(default = "defaults::poll_secs")]
+    pub poll_interval_secs: f64,
+    /// Seconds between template refreshes for fees (same tip).
+    #[serde(default = "defaults::fee_refresh_secs")]
+    pub fee_refresh_secs: f64,
+    /// Per-call RPC timeout, seconds.
+    #[serde(default = "defaults::rpc_timeout_secs")]
+    pub rpc_timeout_secs: f64,
+    /// How long mining continues on the last template after the node stops answering.
+    #[serde(default = "defaults::node_loss_grace_secs")]
+    pub node_loss_grace_secs: f64,
+}
+
+/// `[payout]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutConfig {
+    /// Address paid the whole block reward (P2PKH, P2SH, P2WPKH, P2WSH or P2TR).
+    pub address: String,
+    /// Text put in the coinbase scriptSig (at most 60 bytes).
+    #[serde(default = "defaults::tag")]
+    pub tag: String,
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Directory where every block candidate is written before it is submitted.
+    #[serde(default = "defaults::journal_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig { dir: defaults::journal_dir() }
+    }
+}
+
+/// `[[device]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DeviceConfig {
+    /// An emulated BM13xx chain driven through the real driver.
+    Sim {
+        /// Name in logs and stats.
+        name: Option<String>,
+        /// Chip model.
+        #[serde(default = "defaults::model")]
+        model: String,
+        /// Chips on the chain.
+        #[serde(default = "defaults::sim_chips")]
+        chips: u16,
+        /// Leading zero bits the emulated chips require before the ticket mask (32 = silicon).
+        #[serde(default = "defaults::floor_bits")]
+        floor_bits: u32,
+        /// sha256d per second per chip; 0 = as fast as the CPU allows.
+        #[serde(default)]
+        hashrate: f64,
+    },
+    /// A BM13xx chain on a serial port (USB-UART adapter), driven by the host.
+    Serial {
+        /// Name in logs and stats.
+        name: Option<String>,
+        /// Serial device, e.g. `/dev/ttyUSB0`.
+        path: PathBuf,
+        /// Chip model.
+        model: String,
+        /// Chips on the chain.
+        chips: u16,
+        /// Hash clock, MHz (default: the model's ESP-Miner default).
+        frequency_mhz: Option<f64>,
+        /// Chip difficulty (power of two; default 256).
+        #[serde(default = "defaults::ticket_difficulty")]
+        ticket_difficulty: u32,
+        /// Mining baud: 1000000 (chips at 1,041,667) or 3125000; 115200 stays at power-on speed.
+        #[serde(default = "defaults::serial_baud")]
+        baud: u32,
+        /// Host baud when the adapter cannot hit the chips' exact rate (ESP-Miner runs its
+        /// UART at 1,000,000 against the chips' 1,041,667).
+        host_baud: Option<u32>,
+    },
+    /// SHA-256 on this computer's CPU (SHA-NI when present): useful on regtest.
+    Cpu {
+        /// Name in logs and stats.
+        name: Option<String>,
+        /// Hashing threads.
+        #[serde(default = "defaults::threads")]
+        threads: usize,
+        /// Shares reported have at least this many leading zero bits.
+        #[serde(default = "defaults::cpu_share_bits")]
+        share_bits: u32,
+    },
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    pub fn poll_secs() -> f64 {
+        2.0
+    }
+    pub fn fee_refresh_secs() -> f64 {
+        30.0
+    }
+    pub fn rpc_timeout_secs() -> f64 {
+        30.0
+    }
+    pub fn node_loss_grace_secs() -> f64 {
+        60.0
+    }
+    pub fn tag() -> String {
+        "/hearth/".into()
+    }
+    pub fn journal_dir() -> PathBuf {
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".local/share/hearth/journal"))
+            .unwrap_or_else(|| PathBuf::from("hearth-journal"))
+    }
+    pub fn model() -> String {
+        "BM1370".into()
+    }
+    pub fn sim_chips() -> u16 {
+        4
+    }
+    pub fn floor_bits() -> u32 {
+        16
+    }
+    pub fn ticket_difficulty() -> u32 {
+        256
+    }
+    pub fn serial_baud() -> u32 {
+        1_000_000
+    }
+    pub fn threads() -> usize {
+        1
+    }
+    pub fn cpu_share_bits() -> u32 {
+        16
+    }
+}
+
+/// Longest tag accepted: 100-byte scriptSig minus height (≤ 5), extranonce (9) and push bytes.
+pub const MAX_TAG_LEN: usize = 60;
+
+/// A parsed network name.
+pub fn parse_network(name: &str) -> anyhow::Result<Network> {
+    Ok(match name {
+        "main" | "mainnet" | "bitcoin" => Network::Bitcoin,
+        "test" | "testnet" | "testnet3" => Network::Testnet,
+        "testnet4" => Network::Testnet4,
+        "signet" => Network::Signet,
+        "regtest" => Network::Regtest,
+        other => bail!("node.network = {other:?}: use main, test, testnet4, signet or regtest"),
+    })
+}
+
+/// The name Bitcoin Core's `getblockchaininfo` reports for a network.
+pub fn core_chain_name(network: Network) -> &'static str {
+    match network {
+        Network::Bitcoin => "main",
+        Network::Testnet => "test",
+        Network::Testnet4 => "testnet4",
+        Network::Signet => "signet",
+        _ => "regtest",
+    }
+}
+
+fn default_rpc_port(network: Network) -> u16 {
+    match network {
+        Network::Bitcoin => 8332,
+        Network::Testnet => 18332,
+        Network::Testnet4 => 48332,
+        Network::Signet => 38332,
+        _ => 18443,
+    }
+}
+
+fn network_subdir(network: Network) -> &'static str {
+    match network {
+        Network::Bitcoin => "",
+        Network::Testnet => "testnet3",
+        Network::Testnet4 => "testnet4",
+        Network::Signet => "signet",
+        _ => "regtest",
+    }
+}
+
+/// Parse and check a payout address for `network`: only the five standard types are accepted;
+/// anything else is an error here, never a guessed script at block time.
+pub fn payout_script(address: &str, network: Network) -> anyhow::Result<(Address, ScriptBuf)> {
+    let unchecked = Address::from_str(address.trim())
+        .with_context(|| format!("payout.address {address:?} is not a Bitcoin address"))?;
+    let address = unchecked.require_network(network).map_err(|_| {
+        anyhow::anyhow!("payout.address {address:?} is not an address for {network}: use one from the node's network")
+    })?;
+    match address.address_type() {
+        Some(
+            bitcoin::AddressType::P2pkh
+            | bitcoin::AddressType::P2sh
+            | bitcoin::AddressType::P2wpkh
+            | bitcoin::AddressType::P2wsh
+            | bitcoin::AddressType::P2tr,
+        ) => {}
+        other => bail!(
+            "payout.address {address} has type {other:?}; use P2PKH, P2SH, P2WPKH, P2WSH or P2TR"
+        ),
+    }
+    let script = address.script_pubkey();
+    Ok((address, script))
+}
+
+/// Everything derived from the file, checked.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The file as written.
+    pub config: Config,
+    /// Network.
+    pub network: Network,
+    /// RPC URL.
+    pub rpc_url: String,
+    /// Auth.
+    pub auth: crate::node::Auth,
+    /// Payout address.
+    pub address: Address,
+    /// Payout script.
+    pub payout: ScriptBuf,
+    /// Durations.
+    pub poll_interval: Duration,
+    /// Fee refresh period.
+    pub fee_refresh: Duration,
+    /// RPC timeout.
+    pub rpc_timeout: Duration,
+    /// Grace on node loss.
+    pub node_loss_grace: Duration,
+}
+
+fn seconds(key: &str, value: f64, min: f64, max: f64) -> anyhow::Result<Duration> {
+    if !(min..=max).contains(&value) {
+        bail!("{key} = {value}: must be between {min} and {max} seconds");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl Config {
+    /// Read and parse a file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parse TOML text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+    }
+
+    /// Check everything that can be checked without the node.
+    pub fn validate(self) -> anyhow::Result<Validated> {
+        let network = parse_network(&self.node.network)?;
+        let (address, payout) = payout_script(&self.payout.address, network)?;
+        if self.payout.tag.len() > MAX_TAG_LEN {
+            bail!("payout.tag is {} bytes; at most {MAX_TAG_LEN} fit in the coinbase", self.payout.tag.len());
+        }
+        let rpc_url = match &self.node.url {
+            Some(url) if url.starts_with("http://") => url.trim_end_matches('/').to_string(),
+            Some(url) => bail!("node.url = {url:?}: must start with http:// (Bitcoin Core's RPC has no TLS)"),
+            None => format!("http://127.0.0.1:{}", default_rpc_port(network)),
+        };
+        let auth = match (&self.node.user, &self.node.password, &self.node.cookie, &self.node.datadir) {
+            (Some(user), Some(password), None, _) => crate::node::Auth::UserPass(user.clone(), password.clone()),
+            (Some(_), None, _, _) | (None, Some(_), _, _) => bail!("node.user and node.password go together"),
+            (Some(_), Some(_), Some(_), _) => bail!("give either node.cookie or node.user/password, not both"),
+            (None, None, Some(cookie), _) => crate::node::Auth::Cookie(expand_home(cookie)),
+            (None, None, None, Some(datadir)) => {
+                crate::node::Auth::Cookie(expand_home(datadir).join(network_subdir(network)).join(".cookie"))
+            }
+            (None, None, None, None) => {
+                let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+                crate::node::Auth::Cookie(home.join(".bitcoin").join(network_subdir(network)).join(".cookie"))
+            }
+        };
+        if let Some(zmq) = &self.node.zmq_hashblock
+            && !zmq.starts_with("tcp://")
+        {
+            bail!("node.zmq_hashblock = {zmq:?}: must be a tcp:// endpoint");
+        }
+        if self.devices.is_empty() {
+            bail!("no [[device]] configured: add at least one (kind = \"serial\", \"sim\" or \"cpu\")");
+        }
+        for (i, device) in self.devices.iter().enumerate() {
+            validate_device(i, device)?;
+        }
+        let node = &self.node;
+        Ok(Validated {
+            network,
+            rpc_url,
+            auth,
+            address,
+            payout,
+            poll_interval: seconds("node.poll_interval_secs", node.poll_interval_secs, 0.05, 600.0)?,
+            fee_refresh: seconds("node.fee_refresh_secs", node.fee_refresh_secs, 1.0, 3600.0)?,
+            rpc_timeout: seconds("node.rpc_timeout_secs", node.rpc_timeout_secs, 0.5, 600.0)?,
+            node_loss_grace: seconds("node.node_loss_grace_secs", node.node_loss_grace_secs, 0.0, 86_400.0)?,
+            config: self,
+        })
+    }
+}
+
+fn model(key: &str, name: &str) -> anyhow::Result<ChipModel> {
+    ChipModel::from_name(name).ok_or_else(|| anyhow::anyhow!("{key} = {name:?}: use BM1366, BM1368, BM1370 or BM1397"))
+}
+
+fn validate_device(i: usize, device: &DeviceConfig) -> anyhow::Result<()> {
+    let key = |k: &str| format!("device[{i}].{k}");
+    match device {
+        DeviceConfig::Sim { model: m, chips, floor_bits, hashrate, .. } => {
+            model(&key("model"), m)?;
+            if *chips == 0 || *chips > 256 {
+                bail!("{} = {chips}: 1 to 256 chips", key("chips"));
+            }
+            if !(1..=48).contains(floor_bits) {
+                bail!("{} = {floor_bits}: 1 to 48 (32 is real silicon)", key("floor_bits"));
+            }
+            if !hashrate.is_finite() || *hashrate < 0.0 {
+                bail!("{} = {hashrate}: hashes per second, 0 for unlimited", key("hashrate"));
+            }
+        }
+        DeviceConfig::Serial { model: m, chips, frequency_mhz, ticket_difficulty, baud, .. } => {
+            let m = model(&key("model"), m)?;
+            if *chips == 0 || *chips > 256 {
+                bail!("{} = {chips}: 1 to 256 chips", key("chips"));
+            }
+            if let Some(f) = frequency_mhz {
+                let khz = (f * 1000.0) as u32;
+                if bm13xx::pll::solve(khz, &m.pll_limits()).is_none() {
+                    bail!("{} = {f}: no PLL setting of the {m} reaches it", key("frequency_mhz"));
+                }
+            }
+            if !ticket_difficulty.is_power_of_two() {
+                bail!("{} = {ticket_difficulty}: must be a power of two (1, 2, 4, ... 65536)", key("ticket_difficulty"));
+            }
+            if ![115_200, 1_000_000, 3_125_000].contains(baud) {
+                bail!("{} = {baud}: use 115200, 1000000 or 3125000", key("baud"));
+            }
+        }
+        DeviceConfig::Cpu { threads, share_bits, .. } => {
+            if *threads == 0 || *threads > 256 {
+                bail!("{} = {threads}: 1 to 256", key("threads"));
+            }
+            if !(1..=64).contains(share_bits) {
+                bail!("{} = {share_bits}: 1 to 64", key("share_bits"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn expand_home(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(rest),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [node]
+        network = "regtest"
+        datadir = "/tmp/x"
+        [payout]
+        address = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+        [[device]]
+        kind = "sim"
+    "#;
+
+    #[test]
+    fn a_good_config_validates() {
+        let v = Config::parse(GOOD).unwrap().validate().unwrap();
+        assert_eq!(v.network, Network::Regtest);
+        assert_eq!(v.rpc_url, "http://127.0.0.1:18443");
+        assert!(matches!(v.auth, crate::node::Auth::Cookie(ref p) if p.ends_with("regtest/.cookie")));
+    }
+
+    fn error(text: &str) -> String {
+        match Config::parse(text).and_then(Config::validate) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn mistakes_name_the_key_and_the_fix() {
+        let wrong_net = GOOD.replace("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4");
+        assert!(error(&wrong_net).contains("not an address for regtest"), "{}", error(&wrong_net));
+        let garbage = GOOD.replace("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", "hello");
+        assert!(error(&garbage).contains("not a Bitcoin address"));
+        assert!(error(&GOOD.replace("regtest", "moonnet")).contains("use main, test"));
+        assert!(error(&GOOD.replace("kind = \"sim\"", "kind = \"gpu\"")).contains("unknown variant"));
+        assert!(error(&GOOD.replace("kind = \"sim\"", "kind = \"sim\"\nchips = 0")).contains("device[0].chips"));
+        assert!(error(&GOOD.replace("[node]", "[node]\nurl = \"https://x\"")).contains("http://"));
+        assert!(error(&GOOD.replace("[node]", "[node]\ncolour = 1")).contains("unknown field"));
+        let no_devices = GOOD.replace("[[device]]\n        kind = \"sim\"", "");
+        assert!(error(&no_devices).contains("no [[device]]"));
+        let long_tag = GOOD.replace("[payout]", &format!("[payout]\ntag = \"{}\"", "x".repeat(61)));
+        assert!(error(&long_tag).contains("payout.tag"));
+    }
+}

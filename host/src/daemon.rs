@@ -1,0 +1,259 @@
+//! The composition root: creates every channel, spawns every actor on one tracker with one
+//! cancellation token, and owns shutdown. Actors never call each other; they hold channel ends.
+//!
+//! ```text
+//! TemplateSource --watch work--> devices --mpsc Found--> ShareChecker --mpsc Candidate--> Submitter
+//!      ^   ^                                                  |                             |
+//!      |   +----------------- found_block (pause) ------------+                             |
+//!      +--------------------- refresh after each submission --------------------------------+
+//! ```
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bitcoin::BlockHash;
+use bm13xx::ChipModel;
+use bm13xx::model::ChainBaud;
+use bm13xx::sim::{SimConfig, SimHandle};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{DeviceConfig, Validated};
+use crate::device::chain::{SerialDevice, SimDevice};
+use crate::device::cpu::CpuDevice;
+use crate::device::{DeviceContext, supervise};
+use crate::events::{Event, Stats};
+use crate::node::source::{SourceConfig, TemplateSource};
+use crate::node::{RpcClient, ready};
+use crate::share::ShareChecker;
+use crate::submit::{Journal, Submitter};
+use crate::work::{BIP320_MASK, JobFactory, TemplateWork};
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Events (subscribe for your own receiver).
+    pub events: broadcast::Sender<Event>,
+    /// Counters.
+    pub stats: Stats,
+    /// Current work.
+    pub work: watch::Receiver<Option<Arc<TemplateWork>>>,
+    /// Emulator handles of `sim` devices, by device index (tests, benchmarks).
+    pub sims: Vec<Arc<Mutex<Option<SimHandle>>>>,
+    /// Journal.
+    pub journal: Journal,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Daemon {
+    /// Check the node and the configuration, replay the journal, and start mining.
+    pub async fn start(config: Validated) -> anyhow::Result<Daemon> {
+        let rpc = RpcClient::new(&config.rpc_url, config.auth.clone(), config.rpc_timeout)?;
+        let info = ready::wait_ready(&rpc, config.network, Duration::from_secs(30)).await?;
+        tracing::info!(chain = %info.chain, height = info.blocks, node = %config.rpc_url, "node ready");
+        ready::check_payout(&rpc, &config.address, &config.payout).await?;
+        tracing::info!(address = %config.address, "payout address confirmed by the node");
+        if let Some(endpoint) = &config.config.node.zmq_hashblock {
+            ready::check_zmq(&rpc, endpoint).await?;
+        }
+        let journal = Journal::open(&config.config.journal.dir)?;
+
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let stats = Stats::default();
+        let (events, _) = broadcast::channel(4096);
+        let (work_tx, work_rx) = watch::channel(None);
+        let (tip_tx, tip_rx) = watch::channel::<Option<BlockHash>>(None);
+        let (found_tx, found_rx) = mpsc::channel(1024);
+        let (candidate_tx, candidate_rx) = mpsc::channel(256);
+        let (found_block_tx, found_block_rx) = mpsc::channel(16);
+        let (refresh_tx, refresh_rx) = mpsc::channel(16);
+
+        let submitter = Submitter {
+            rpc: rpc.clone(),
+            journal: journal.clone(),
+            candidates: candidate_rx,
+            refresh: refresh_tx.clone(),
+            stats: stats.clone(),
+            events: events.clone(),
+            cancel: cancel.clone(),
+        };
+        // Blocks left from an earlier run go first, before new work can find more.
+        submitter.resubmit_pending().await?;
+        tracker.spawn(submitter.run());
+
+        if let Some(endpoint) = config.config.node.zmq_hashblock.clone() {
+            let (zmq_tx, mut zmq_rx) = mpsc::channel(16);
+            tracker.spawn(crate::node::zmq::watch_hashblock(endpoint, zmq_tx, cancel.clone()));
+            let refresh = refresh_tx.clone();
+            let c = cancel.clone();
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        n = zmq_rx.recv() => match n {
+                            Some(()) => { let _ = refresh.try_send(()); }
+                            None => break,
+                        },
+                        _ = c.cancelled() => break,
+                    }
+                }
+            });
+        }
+
+        let source = TemplateSource {
+            rpc: rpc.clone(),
+            config: SourceConfig {
+                payout: config.payout.clone(),
+                tag: config.config.payout.tag.as_bytes().to_vec(),
+                poll_interval: config.poll_interval,
+                fee_refresh: config.fee_refresh,
+                node_loss_grace: config.node_loss_grace,
+            },
+            work: work_tx,
+            tip: tip_tx,
+            found_block: found_block_rx,
+            refresh: refresh_rx,
+            events: events.clone(),
+            cancel: cancel.clone(),
+        };
+        tracker.spawn(source.run());
+
+        tracker.spawn(
+            ShareChecker {
+                found: found_rx,
+                tip: tip_rx,
+                candidates: candidate_tx,
+                found_block: found_block_tx,
+                stats: stats.clone(),
+                events: events.clone(),
+                cancel: cancel.clone(),
+            }
+            .run(),
+        );
+
+        let ids = Arc::new(AtomicU64::new(1));
+        let mut sims = Vec::new();
+        for (index, device) in config.config.devices.iter().enumerate() {
+            let (name, kind) = device_name(index, device);
+            let stats_index = stats.add_device(&name);
+            let ctx = DeviceContext {
+                index: stats_index,
+                name: name.clone(),
+                work: work_rx.clone(),
+                found: found_tx.clone(),
+                factory: JobFactory::new(index as u16, ids.clone(), BIP320_MASK),
+                stats: stats.clone(),
+                events: events.clone(),
+                cancel: cancel.clone(),
+            };
+            let handle = Arc::new(Mutex::new(None));
+            sims.push(handle.clone());
+            tracing::info!(device = %name, kind, "starting device");
+            match device {
+                DeviceConfig::Sim { model, chips, floor_bits, hashrate, .. } => {
+                    let model = ChipModel::from_name(model).context("device model")?;
+                    let mut sim = SimConfig::new(model, *chips);
+                    sim.floor_bits = *floor_bits;
+                    sim.hashrate_per_chip = *hashrate;
+                    tracker.spawn(supervise(SimDevice { config: sim, handle }, ctx));
+                }
+                DeviceConfig::Serial { path, model, chips, frequency_mhz, ticket_difficulty, baud, host_baud, .. } => {
+                    let model = ChipModel::from_name(model).context("device model")?;
+                    let device = SerialDevice {
+                        path: path.clone(),
+                        model,
+                        chips: *chips,
+                        frequency_khz: frequency_mhz.map_or(model.default_frequency_khz(), |f| (f * 1000.0) as u32),
+                        ticket_difficulty: *ticket_difficulty,
+                        baud: match baud {
+                            3_125_000 => ChainBaud::Fast3M,
+                            115_200 => ChainBaud::PowerOn,
+                            _ => ChainBaud::Fast1M,
+                        },
+                        host_baud: *host_baud,
+                    };
+                    tracker.spawn(supervise(device, ctx));
+                }
+                DeviceConfig::Cpu { threads, share_bits, .. } => {
+                    tracker.spawn(supervise(CpuDevice { threads: *threads, share_bits: *share_bits }, ctx));
+                }
+            }
+        }
+        drop(found_tx);
+        tracker.spawn(report_periodically(stats.clone(), cancel.clone()));
+        tracker.close();
+        Ok(Daemon { events, stats, work: work_rx, sims, journal, cancel, tracker })
+    }
+
+    /// Emulator handle of the `sim` device at `index`, once it is running.
+    pub fn sim(&self, index: usize) -> Option<SimHandle> {
+        self.sims.get(index).and_then(|h| h.lock().ok().and_then(|h| h.clone()))
+    }
+
+    /// Stop every actor and wait for them.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await.is_err() {
+            tracing::warn!("some tasks did not stop within 10 s");
+        }
+        for sim in self.sims.iter().filter_map(|h| h.lock().ok().and_then(|h| h.clone())) {
+            sim.stop();
+        }
+    }
+
+    /// Run until SIGINT/SIGTERM, then shut down.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+fn device_name(index: usize, device: &DeviceConfig) -> (String, &'static str) {
+    let (name, kind) = match device {
+        DeviceConfig::Sim { name, .. } => (name, "sim"),
+        DeviceConfig::Serial { name, .. } => (name, "serial"),
+        DeviceConfig::Cpu { name, .. } => (name, "cpu"),
+    };
+    (name.clone().unwrap_or_else(|| format!("{kind}{index}")), kind)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn report_periodically(stats: Stats, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => break,
+        }
+        for d in stats.snapshot() {
+            tracing::info!(device = %d.name, hashrate_mhs = format_args!("{:.2}", d.hashrate() / 1e6), shares = d.shares,
+                stale = d.stale, hw_errors = d.hardware_errors, duplicates = d.duplicates,
+                blocks = d.blocks_accepted, best = format_args!("{:.0}", d.best_difficulty), "device stats");
+        }
+    }
+    for d in stats.snapshot() {
+        tracing::info!(device = %d.name, shares = d.shares, stale = d.stale, hw_errors = d.hardware_errors,
+            blocks = d.blocks_accepted, "final device stats");
+    }
+}

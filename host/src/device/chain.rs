@@ -1,0 +1,235 @@
+//! BM13xx chains: the emulated one (`sim`) and one on a serial port (`serial`), both through the
+//! same `bm13xx` driver the firmware uses.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bm13xx::chain::{Chain, ChainEvent, ChainOptions, HostBaud};
+use bm13xx::job::{MidstateJob, midstate_version, roll_version};
+use bm13xx::model::{ChainBaud, ChipModel, JobFormat};
+use bm13xx::sim::{SimConfig, SimHandle, TokioDelay};
+use bm13xx::tracker::JobTracker;
+use bm13xx::verify::midstate;
+use embedded_io_adapters::tokio_1::FromTokio;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Device, DeviceContext};
+use crate::events::Event;
+use crate::share::Found;
+use crate::work::{Job, TemplateWork};
+
+/// How often a chain gets a fresh job when the tip does not change (ESP-Miner's cadence:
+/// BM1366 2 s, BM1368/BM1370 500 ms; BM1397 exhausts 4 midstates in ~40 ms at 425 MHz).
+pub fn job_interval(model: ChipModel) -> Duration {
+    match model {
+        ChipModel::Bm1366 => Duration::from_millis(2000),
+        ChipModel::Bm1368 | ChipModel::Bm1370 => Duration::from_millis(500),
+        ChipModel::Bm1397 => Duration::from_millis(40),
+    }
+}
+
+/// Drive an initialised chain: send jobs, turn nonces into results.
+async fn mine_chain<W, R, B>(
+    chain: Chain<W, R, TokioDelay, B>,
+    ctx: &mut DeviceContext,
+    model: ChipModel,
+    chips: u16,
+    share_bits: u32,
+    interval: Duration,
+) -> anyhow::Result<()>
+where
+    W: embedded_io_async::Write<Error = std::io::Error>,
+    R: embedded_io_async::Read<Error = std::io::Error>,
+    B: HostBaud,
+{
+    let (mut tx, mut rx, _, _) = chain.split();
+    let mut jobs: JobTracker<Arc<Job>> = JobTracker::new();
+    let mut work: Option<Arc<TemplateWork>> = ctx.work.borrow_and_update().clone();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let send_now = tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ok(()),
+            changed = ctx.work.changed() => {
+                if changed.is_err() {
+                    return Ok(()); // daemon gone
+                }
+                work = ctx.work.borrow_and_update().clone();
+                tick.reset();
+                true
+            }
+            _ = tick.tick() => true,
+            event = rx.next_event() => {
+                let event = event.map_err(|e| anyhow::anyhow!("chain UART: {e:?}"))?;
+                if let ChainEvent::Nonce(reply) = event
+                    && let Some(job) = jobs.get(reply.job_id)
+                {
+                    let version = match model.job_format() {
+                        JobFormat::FullHeader => roll_version(job.version as u32, reply.version_bits, job.version_mask),
+                        JobFormat::Midstate => midstate_version(job.version as u32, job.version_mask, reply.midstate_index),
+                    } as i32;
+                    let found = Found {
+                        device: ctx.index,
+                        device_name: ctx.name.clone(),
+                        chip: Some(reply.chip_index(model, chips)),
+                        job: job.clone(),
+                        version,
+                        nonce: reply.nonce,
+                        share_bits,
+                    };
+                    if ctx.found.send(found).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                false
+            }
+        };
+        if !send_now {
+            continue;
+        }
+        let Some(w) = &work else { continue };
+        let job = Arc::new(ctx.factory.next_job(w));
+        let id = jobs.insert(job.clone());
+        match model.job_format() {
+            JobFormat::FullHeader => tx.send_job(&job.chip_job(id)).await?,
+            JobFormat::Midstate => tx.send_midstate_job(&midstate_job(&job, id)).await?,
+        }
+        tx.flush().await?;
+    }
+}
+
+/// A BM1397 job: four midstates for four versions stepped inside the mask.
+fn midstate_job(job: &Job, id: u8) -> MidstateJob {
+    let midstates = core::array::from_fn(|i| {
+        let version = midstate_version(job.version as u32, job.version_mask, i as u8) as i32;
+        let header = bitcoin::consensus::encode::serialize(&job.header(version, 0));
+        let mut first = [0u8; 64];
+        first.copy_from_slice(&header[..64]);
+        midstate(&first)
+    });
+    let chip = job.chip_job(id);
+    let mut tail = [0u8; 4];
+    tail.copy_from_slice(&chip.merkle_root[28..32]);
+    MidstateJob {
+        job_id: id,
+        starting_nonce: 0,
+        nbits: chip.nbits,
+        ntime: chip.ntime,
+        merkle_root_tail: tail,
+        midstate_count: 4,
+        midstates,
+    }
+}
+
+/// Bring up a chain over any byte stream, then mine.
+async fn bring_up_and_mine<S, B>(
+    stream: S,
+    baud: B,
+    options: ChainOptions,
+    ctx: &mut DeviceContext,
+    model: ChipModel,
+    share_floor: u32,
+    detail: &str,
+) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+    B: HostBaud,
+{
+    let (rx, tx) = tokio::io::split(stream);
+    let mut chain = Chain::new(model, FromTokio::new(tx), FromTokio::new(rx), TokioDelay, baud, options);
+    let info = tokio::time::timeout(Duration::from_secs(120), chain.init())
+        .await
+        .map_err(|_| anyhow::anyhow!("chain bring-up took more than 2 minutes"))?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let share_bits = share_floor + options.init.ticket_difficulty.trailing_zeros();
+    tracing::info!(device = %ctx.name, chips = info.chip_count, model = %model, baud = info.baud,
+        mhz = info.frequency_khz as f64 / 1000.0, share_bits, "chain ready");
+    ctx.stats.update(ctx.index, |d| d.chips.resize(usize::from(info.chip_count), Default::default()));
+    let _ = ctx.events.send(Event::DeviceUp { device: ctx.name.clone(), detail: format!("{} × {model} {detail}", info.chip_count) });
+    mine_chain(chain, ctx, model, info.chip_count, share_bits, job_interval(model)).await
+}
+
+/// An emulated chain in this process.
+#[derive(Debug)]
+pub struct SimDevice {
+    /// Emulator settings.
+    pub config: SimConfig,
+    /// The running emulator, for tests and benchmarks.
+    pub handle: Arc<Mutex<Option<SimHandle>>>,
+}
+
+impl Device for SimDevice {
+    async fn run(&mut self, ctx: &mut DeviceContext) -> anyhow::Result<()> {
+        let port = bm13xx::sim::spawn(self.config.clone());
+        if let Ok(mut h) = self.handle.lock() {
+            *h = Some(port.handle.clone());
+        }
+        let model = self.config.model;
+        let mut options = ChainOptions::new(model, Some(self.config.chips));
+        // Emulated silicon needs no settling time; the ticket mask stays at difficulty 1 so the
+        // emulator's floor is the share threshold.
+        options.init.ramp_step_delay_ms = 0;
+        options.init.per_chip_delay_ms = 0;
+        options.init.ticket_difficulty = 1;
+        options.enumeration_timeout_ms = 100;
+        let result =
+            bring_up_and_mine(port.stream, port.baud, options, ctx, model, self.config.floor_bits, "(emulated)").await;
+        port.handle.stop();
+        result
+    }
+}
+
+/// A chain on a serial port.
+#[derive(Debug, Clone)]
+pub struct SerialDevice {
+    /// Port path.
+    pub path: PathBuf,
+    /// Chip model.
+    pub model: ChipModel,
+    /// Chips fitted.
+    pub chips: u16,
+    /// Hash clock, kHz.
+    pub frequency_khz: u32,
+    /// Chip difficulty.
+    pub ticket_difficulty: u32,
+    /// Mining baud.
+    pub baud: ChainBaud,
+    /// Host-side baud override.
+    pub host_baud: Option<u32>,
+}
+
+/// Changes the baud of a serial port through a cloned handle (the stream itself is split
+/// between the reading and writing halves).
+struct SerialBaud {
+    port: serialport::TTYPort,
+    host_override: Option<u32>,
+}
+
+impl HostBaud for SerialBaud {
+    type Error = serialport::Error;
+    fn set_host_baud(&mut self, baud: u32) -> Result<(), Self::Error> {
+        use serialport::SerialPort as _;
+        self.port.set_baud_rate(self.host_override.unwrap_or(baud))
+    }
+}
+
+impl Device for SerialDevice {
+    async fn run(&mut self, ctx: &mut DeviceContext) -> anyhow::Result<()> {
+        let path = self.path.to_string_lossy().to_string();
+        let port = serialport::new(&path, 115_200)
+            .timeout(Duration::from_millis(100))
+            .open_native()
+            .with_context(|| format!("cannot open serial port {path} (plugged in? permissions: dialout group?)"))?;
+        let control = port.try_clone_native().with_context(|| format!("cannot clone {path} for baud control"))?;
+        let stream = tokio_serial::SerialStream::try_from(port).with_context(|| format!("{path} is not pollable"))?;
+        let mut options = ChainOptions::new(self.model, Some(self.chips));
+        options.init.frequency_khz = self.frequency_khz;
+        options.init.ticket_difficulty = self.ticket_difficulty;
+        options.init.baud = self.baud;
+        let baud = SerialBaud { port: control, host_override: self.host_baud };
+        // Silicon reports only hashes with 32 leading zero bits before the ticket mask.
+        bring_up_and_mine(stream, baud, options, ctx, self.model, 32, &format!("on {path}")).await
+    }
+}

@@ -1,0 +1,77 @@
+//! Mining devices. Each runs as its own task, takes work from a watch channel (so a tip change
+//! reaches every device at once), cuts its own jobs with a private extranonce prefix, and sends
+//! every result to the share checker. Drivers:
+//!
+//! * [`chain`]: a BM13xx chain through the `bm13xx` driver, either emulated in-process (`sim`)
+//!   or on a serial port behind a USB-UART adapter (`serial`);
+//! * [`cpu`]: SHA-256 on this computer, for regtest and for testing the pipeline.
+//!
+//! A device that fails (port unplugged, chain not answering) reports why, waits, and starts
+//! again; the daemon keeps running.
+
+pub mod chain;
+pub mod cpu;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, Stats};
+use crate::share::Found;
+use crate::work::{JobFactory, TemplateWork};
+
+/// What every device gets from the daemon.
+#[derive(Debug)]
+pub struct DeviceContext {
+    /// Index (stats).
+    pub index: usize,
+    /// Name.
+    pub name: String,
+    /// Current work; `None` means stop hashing.
+    pub work: watch::Receiver<Option<Arc<TemplateWork>>>,
+    /// Results.
+    pub found: mpsc::Sender<Found>,
+    /// Job cutter with this device's extranonce prefix.
+    pub factory: JobFactory,
+    /// Counters.
+    pub stats: Stats,
+    /// Events.
+    pub events: broadcast::Sender<Event>,
+    /// Shutdown.
+    pub cancel: CancellationToken,
+}
+
+/// A mining device driver.
+pub trait Device: Send + 'static {
+    /// Mine until cancelled (`Ok`) or until something breaks (`Err`, retried by the caller).
+    fn run(&mut self, ctx: &mut DeviceContext) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Run a device, restarting it after failures, until the daemon shuts down.
+pub async fn supervise<D: Device>(mut device: D, mut ctx: DeviceContext) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = tokio::time::Instant::now();
+        match device.run(&mut ctx).await {
+            Ok(()) => return,
+            Err(e) => {
+                if ctx.cancel.is_cancelled() {
+                    return;
+                }
+                tracing::error!(device = %ctx.name, error = %format!("{e:#}"), "device failed; restarting it");
+                let _ = ctx.events.send(Event::DeviceError { device: ctx.name.clone(), error: format!("{e:#}") });
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = ctx.cancel.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! What the daemon tells the outside world: events (for logs, the demo, tests) and counters.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bitcoin::BlockHash;
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Devices got new work.
+    NewWork {
+        /// Height being mined.
+        height: u32,
+        /// Tip it builds on.
+        prev: BlockHash,
+        /// Transactions in the template.
+        transactions: usize,
+        /// A new tip (true) or a fee refresh (false).
+        new_tip: bool,
+    },
+    /// Devices were told to stop hashing.
+    Paused {
+        /// Why.
+        reason: String,
+    },
+    /// The node stopped answering.
+    NodeDown {
+        /// The error.
+        error: String,
+    },
+    /// The node answers again.
+    NodeUp,
+    /// A hash met the network target; the block is journalled and about to be submitted.
+    BlockCandidate {
+        /// Height.
+        height: u32,
+        /// Block hash.
+        hash: BlockHash,
+        /// Device that found it.
+        device: String,
+    },
+    /// The node accepted the block and it is on the active chain.
+    BlockAccepted {
+        /// Height.
+        height: u32,
+        /// Block hash.
+        hash: BlockHash,
+        /// Device that found it.
+        device: String,
+    },
+    /// The node rejected the block.
+    BlockRejected {
+        /// Height.
+        height: u32,
+        /// Block hash.
+        hash: BlockHash,
+        /// The node's reason.
+        reason: String,
+    },
+    /// The block is valid but not on the active chain (another block won the height).
+    BlockStale {
+        /// Height.
+        height: u32,
+        /// Block hash.
+        hash: BlockHash,
+    },
+    /// A device is mining.
+    DeviceUp {
+        /// Device name.
+        device: String,
+        /// What it is ("4 × BM1370", "cpu, 2 threads").
+        detail: String,
+    },
+    /// A device failed; it will be retried.
+    DeviceError {
+        /// Device name.
+        device: String,
+        /// The error.
+        error: String,
+    },
+}
+
+/// Counters for one chip.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChipStats {
+    /// Valid shares.
+    pub shares: u64,
+    /// Hashes that did not meet the chip's threshold.
+    pub hardware_errors: u64,
+}
+
+/// Counters for one device.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceStats {
+    /// Name.
+    pub name: String,
+    /// Valid shares of current work.
+    pub shares: u64,
+    /// Results for replaced work.
+    pub stale: u64,
+    /// Results seen before.
+    pub duplicates: u64,
+    /// Results that do not hash to the device's threshold, or roll bits outside the mask.
+    pub hardware_errors: u64,
+    /// Block candidates.
+    pub blocks_found: u64,
+    /// Blocks the node put on the active chain.
+    pub blocks_accepted: u64,
+    /// Best share difficulty.
+    pub best_difficulty: f64,
+    /// Work done in accepted shares, expressed as expected hashes.
+    pub work_hashes: f64,
+    /// Per-chip counters (BM13xx devices).
+    pub chips: Vec<ChipStats>,
+    recent: VecDeque<(Instant, f64)>,
+}
+
+impl DeviceStats {
+    /// Record a valid share worth `hashes` expected hashes.
+    pub fn add_share(&mut self, hashes: f64, difficulty: f64, chip: Option<u16>) {
+        self.shares += 1;
+        self.work_hashes += hashes;
+        if difficulty > self.best_difficulty {
+            self.best_difficulty = difficulty;
+        }
+        if let Some(chip) = chip {
+            self.chip(chip).shares += 1;
+        }
+        let now = Instant::now();
+        self.recent.push_back((now, hashes));
+        while self.recent.front().is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(300)) {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Per-chip counters, growing the list as needed.
+    pub fn chip(&mut self, chip: u16) -> &mut ChipStats {
+        let i = usize::from(chip);
+        if self.chips.len() <= i {
+            self.chips.resize(i + 1, ChipStats::default());
+        }
+        &mut self.chips[i]
+    }
+
+    /// Hash rate estimated from the shares of the last five minutes, hashes per second.
+    pub fn hashrate(&self) -> f64 {
+        let (Some(first), Some(last)) = (self.recent.front(), self.recent.back()) else { return 0.0 };
+        let span = last.0.duration_since(first.0).as_secs_f64();
+        if span < 1.0 || self.recent.len() < 2 {
+            return 0.0;
+        }
+        // The first share marks the start of the window; count the work after it.
+        self.recent.iter().skip(1).map(|(_, h)| h).sum::<f64>() / span
+    }
+}
+
+/// Daemon-wide counters, shared by the actors that update them.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    inner: Arc<Mutex<Vec<DeviceStats>>>,
+}
+
+impl Stats {
+    /// Register a device; returns its index.
+    pub fn add_device(&self, name: &str) -> usize {
+        let mut all = self.lock();
+        all.push(DeviceStats { name: name.to_string(), ..DeviceStats::default() });
+        all.len() - 1
+    }
+
+    /// Update one device's counters.
+    pub fn update(&self, device: usize, f: impl FnOnce(&mut DeviceStats)) {
+        if let Some(d) = self.lock().get_mut(device) {
+            f(d);
+        }
+    }
+
+    /// A copy of every device's counters.
+    pub fn snapshot(&self) -> Vec<DeviceStats> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<DeviceStats>> {
+        // A panic while holding the lock cannot leave counters inconsistent in a way that
+        // matters; keep counting.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,128 @@
+//! Shared test helpers: a real regtest bitcoind from the project's own script, keys and
+//! addresses of every payout type, and small RPC conveniences.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use bitcoin::key::{Keypair, Secp256k1};
+use bitcoin::secp256k1::{SecretKey, rand};
+use bitcoin::{Address, CompressedPublicKey, Network, PrivateKey, ScriptBuf};
+use hearth::node::RpcClient;
+use hearth::regtest::{RegtestNode, bitcoind_from_scripts};
+use serde_json::{Value, json};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A started regtest node, or a panic that says how to get bitcoind.
+pub async fn node(extra_args: &[&str]) -> RegtestNode {
+    let binary = bitcoind_from_scripts(&repo_root())
+        .unwrap_or_else(|e| panic!("this test needs bitcoind: {e:#}\nget it with scripts/bitcoind.sh"));
+    let mut node = RegtestNode::start(&binary, extra_args).unwrap();
+    node.wait_ready(Duration::from_secs(60)).await.unwrap();
+    node
+}
+
+pub async fn call(rpc: &RpcClient, method: &str, params: Value) -> Value {
+    rpc.call::<Value>(method, params).await.unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+pub async fn height(rpc: &RpcClient) -> u64 {
+    call(rpc, "getblockcount", json!([])).await.as_u64().unwrap()
+}
+
+/// A key the test controls.
+pub struct TestKey {
+    pub secret: SecretKey,
+    pub private: PrivateKey,
+    pub public: CompressedPublicKey,
+}
+
+pub fn key() -> TestKey {
+    let secp = Secp256k1::new();
+    let (secret, _) = secp.generate_keypair(&mut rand::thread_rng());
+    let private = PrivateKey::new(secret, Network::Regtest);
+    let public = CompressedPublicKey::from_private_key(&secp, &private).unwrap();
+    TestKey { secret, private, public }
+}
+
+/// One address of each payout type, with the script the coinbase must pay.
+pub fn addresses() -> Vec<(&'static str, Address, ScriptBuf)> {
+    let k = key();
+    let secp = Secp256k1::new();
+    let p2pkh = Address::p2pkh(k.public, Network::Regtest);
+    let p2wpkh = Address::p2wpkh(&k.public, Network::Regtest);
+    let p2sh = Address::p2shwpkh(&k.public, Network::Regtest);
+    let witness_script = bitcoin::blockdata::script::Builder::new()
+        .push_key(&bitcoin::PublicKey::new(k.public.0))
+        .push_opcode(bitcoin::opcodes::all::OP_CHECKSIG)
+        .into_script();
+    let p2wsh = Address::p2wsh(&witness_script, Network::Regtest);
+    let keypair = Keypair::from_secret_key(&secp, &k.secret);
+    let (xonly, _) = keypair.x_only_public_key();
+    let p2tr = Address::p2tr(&secp, xonly, None, Network::Regtest);
+    [("P2PKH", p2pkh), ("P2SH", p2sh), ("P2WPKH", p2wpkh), ("P2WSH", p2wsh), ("P2TR", p2tr)]
+        .into_iter()
+        .map(|(name, a)| {
+            let script = a.script_pubkey();
+            (name, Address::from_str(&a.to_string()).unwrap().assume_checked(), script)
+        })
+        .collect()
+}
+
+/// A daemon configuration for `node`, paying `address`, with the given `[[device]]` TOML.
+pub fn config_for(node: &RegtestNode, address: &str, journal: &Path, devices: &str) -> hearth::config::Validated {
+    let text = format!(
+        r#"
+        [node]
+        network = "regtest"
+        url = "{url}"
+        cookie = "{cookie}"
+        poll_interval_secs = 0.5
+        node_loss_grace_secs = 30
+        rpc_timeout_secs = 5
+        [payout]
+        address = "{address}"
+        tag = "/hearth test/"
+        [journal]
+        dir = "{journal}"
+        {devices}
+        "#,
+        url = node.rpc_url(),
+        cookie = node.cookie_path().display(),
+        journal = journal.display(),
+    );
+    hearth::config::Config::parse(&text).unwrap().validate().unwrap()
+}
+
+pub const SIM_4_BM1370: &str = r#"
+    [[device]]
+    kind = "sim"
+    model = "BM1370"
+    chips = 4
+    floor_bits = 16
+"#;
+
+/// Wait for `n` accepted blocks, panicking on a rejection or after `timeout`.
+pub async fn accepted_blocks(
+    events: &mut tokio::sync::broadcast::Receiver<hearth::events::Event>,
+    n: usize,
+    timeout: Duration,
+) -> Vec<(u32, bitcoin::BlockHash)> {
+    use hearth::events::Event;
+    let mut blocks = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while blocks.len() < n {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(Event::BlockAccepted { height, hash, .. })) => blocks.push((height, hash)),
+            Ok(Ok(Event::BlockRejected { height, reason, .. })) => panic!("block at {height} rejected: {reason}"),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("event channel: {e}"),
+            Err(_) => panic!("only {} of {n} blocks accepted within {timeout:?}", blocks.len()),
+        }
+    }
+    blocks
+}

@@ -1,5 +1,9 @@
 //! Command line: subcommands and their arguments.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Solo Bitcoin mining against your own node, on home-built BM13xx boards.
@@ -17,13 +21,79 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Mine against your node with the devices in the configuration file.
+    Mine {
+        /// Configuration file.
+        #[arg(long, default_value = "hearth.toml")]
+        config: PathBuf,
+    },
+    /// Start a throwaway regtest bitcoind and a simulated board, and mine real blocks.
+    Demo(crate::demo::DemoArgs),
+    /// Configuration tools.
+    Config {
+        /// What to do with the configuration.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Serve an emulated BM13xx chip chain on a TCP port (for the firmware emulator and tests).
     SimChain(crate::sim_chain::SimChainArgs),
+}
+
+/// `hearth config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file, and (unless --offline) that the node agrees with it.
+    Check {
+        /// Configuration file.
+        #[arg(long, default_value = "hearth.toml")]
+        config: PathBuf,
+        /// Do not contact the node.
+        #[arg(long)]
+        offline: bool,
+    },
 }
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::SimChain(args) => crate::sim_chain::run(args),
+        Command::Mine { config } => {
+            let validated = crate::config::Config::load(&config)?.validate()?;
+            runtime()?.block_on(async move {
+                let daemon = crate::daemon::Daemon::start(validated).await?;
+                daemon.run_until_signal().await
+            })
+        }
+        Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
+        Command::Config { command: ConfigCommand::Check { config, offline } } => {
+            let validated = crate::config::Config::load(&config)?.validate()?;
+            println!("{}: syntax and values OK", config.display());
+            println!("  network  {}", validated.network);
+            println!("  node     {}", validated.rpc_url);
+            println!("  payout   {} (script {})", validated.address, hex::encode(validated.payout.as_bytes()));
+            println!("  devices  {}", validated.config.devices.len());
+            if offline {
+                return Ok(());
+            }
+            runtime()?.block_on(async move {
+                let rpc = crate::node::RpcClient::new(&validated.rpc_url, validated.auth.clone(), validated.rpc_timeout)?;
+                let info = crate::node::ready::wait_ready(&rpc, validated.network, Duration::from_secs(10)).await?;
+                println!("  node is on {} at height {}", info.chain, info.blocks);
+                crate::node::ready::check_payout(&rpc, &validated.address, &validated.payout).await?;
+                println!("  the node derives the same payout script");
+                if let Some(endpoint) = &validated.config.node.zmq_hashblock {
+                    crate::node::ready::check_zmq(&rpc, endpoint).await?;
+                    println!("  the node publishes hashblock on {endpoint}");
+                }
+                crate::submit::Journal::open(&validated.config.journal.dir)?;
+                println!("  journal {} is writable", validated.config.journal.dir.display());
+                println!("configuration OK");
+                Ok(())
+            })
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }

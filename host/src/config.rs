@@ -106,6 +106,9 @@ pub enum DeviceConfig {
         /// sha256d per second per chip; 0 = as fast as the CPU allows.
         #[serde(default)]
         hashrate: f64,
+        /// Delay before each reply from the chips, milliseconds.
+        #[serde(default)]
+        latency_ms: u64,
     },
     /// A BM13xx chain on a serial port (USB-UART adapter), driven by the host.
     Serial {

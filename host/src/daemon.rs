@@ -154,11 +154,12 @@ impl Daemon {
             sims.push(handle.clone());
             tracing::info!(device = %name, kind, "starting device");
             match device {
-                DeviceConfig::Sim { model, chips, floor_bits, hashrate, .. } => {
+                DeviceConfig::Sim { model, chips, floor_bits, hashrate, latency_ms, .. } => {
                     let model = ChipModel::from_name(model).context("device model")?;
                     let mut sim = SimConfig::new(model, *chips);
                     sim.floor_bits = *floor_bits;
                     sim.hashrate_per_chip = *hashrate;
+                    sim.latency = Duration::from_millis(*latency_ms);
                     tracker.spawn(supervise(SimDevice { config: sim, handle }, ctx));
                 }
                 DeviceConfig::Serial { path, model, chips, frequency_mhz, ticket_difficulty, baud, host_baud, .. } => {

@@ -2,10 +2,13 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Install the global subscriber. `verbose` raises the default level to debug.
-pub fn init(verbose: bool) {
+/// Install the global subscriber. `verbose` raises the default level to debug; `quiet` lowers it
+/// to warnings (the demo prints its own lines).
+pub fn init(verbose: bool, quiet: bool) {
     let default = if verbose {
         "hearth=debug,bm13xx=debug,info"
+    } else if quiet {
+        "warn"
     } else {
         "info"
     };
@@ -14,8 +17,5 @@ pub fn init(verbose: bool) {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

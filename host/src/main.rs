@@ -6,7 +6,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = hearth::cli::Cli::parse();
-    hearth::logging::init(cli.verbose);
+    let quiet = matches!(cli.command, hearth::cli::Command::Demo(_));
+    hearth::logging::init(cli.verbose, quiet);
     match hearth::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -173,7 +173,7 @@ impl Device for SimDevice {
         options.init.ramp_step_delay_ms = 0;
         options.init.per_chip_delay_ms = 0;
         options.init.ticket_difficulty = 1;
-        options.enumeration_timeout_ms = 100;
+        options.enumeration_timeout_ms = 100 + self.config.latency.as_millis() as u32;
         let result =
             bring_up_and_mine(port.stream, port.baud, options, ctx, model, self.config.floor_bits, "(emulated)").await;
         port.handle.stop();

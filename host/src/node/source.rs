@@ -205,7 +205,11 @@ impl TemplateSource {
 
     fn pause(&mut self, state: &mut State, reason: &str) {
         if state.paused.is_none() {
-            tracing::warn!(reason, "mining paused");
+            if state.waiting_on.is_some() {
+                tracing::debug!(reason, "mining paused");
+            } else {
+                tracing::warn!(reason, "mining paused");
+            }
             let _ = self.events.send(Event::Paused { reason: reason.to_string() });
         }
         state.paused = Some(reason.to_string());
@@ -246,7 +250,7 @@ impl TemplateSource {
                 let work = Arc::new(work);
                 state.current = Some(work.clone());
                 if state.paused.take().is_some() {
-                    tracing::info!(height, "mining resumed");
+                    tracing::debug!(height, "mining resumed");
                 }
                 self.work.send_replace(Some(work));
                 if new_tip {

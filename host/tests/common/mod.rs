@@ -126,3 +126,28 @@ pub async fn accepted_blocks(
     }
     blocks
 }
+
+/// Wait for the first event matching `pred`.
+pub async fn wait_event(
+    events: &mut tokio::sync::broadcast::Receiver<hearth::events::Event>,
+    timeout: Duration,
+    what: &str,
+    mut pred: impl FnMut(&hearth::events::Event) -> bool,
+) -> hearth::events::Event {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(e)) if pred(&e) => return e,
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("event channel while waiting for {what}: {e}"),
+            Err(_) => panic!("no {what} within {timeout:?}"),
+        }
+    }
+}
+
+/// A sim device block with a given hash rate per chip.
+pub fn sim_device(name: &str, chips: u16, hashrate: f64, latency_ms: u64) -> String {
+    format!(
+        "[[device]]\nkind = \"sim\"\nname = \"{name}\"\nmodel = \"BM1370\"\nchips = {chips}\nfloor_bits = 16\nhashrate = {hashrate}\nlatency_ms = {latency_ms}\n"
+    )
+}

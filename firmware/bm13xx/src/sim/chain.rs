@@ -122,6 +122,9 @@ pub struct FrameStats {
     pub bytes_skipped: u64,
     /// Job frames accepted.
     pub jobs: u64,
+    /// When the last job frame arrived, and the previous-block hash it carried (full-header
+    /// jobs only).
+    pub last_job: Option<(std::time::Instant, [u8; 32])>,
 }
 
 /// The whole emulated chain.
@@ -251,6 +254,9 @@ impl ChainState {
             };
             let Some(job) = job else { return false };
             self.stats.jobs += 1;
+            if let SimJob::FullHeader(j) = &job {
+                self.stats.last_job = Some((std::time::Instant::now(), j.prev_block_hash));
+            }
             let job_id = match &job {
                 SimJob::FullHeader(j) => j.job_id,
                 SimJob::Midstate(j) => j.job_id,

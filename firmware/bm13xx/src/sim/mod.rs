@@ -105,6 +105,8 @@ pub struct SimStats {
     pub chip_baud: u32,
     /// Chip addresses in chain order.
     pub addresses: Vec<u8>,
+    /// When the last job frame arrived and the previous-block hash it carried (header order).
+    pub last_job: Option<(Instant, [u8; 32])>,
 }
 
 pub(crate) struct Outgoing {
@@ -165,6 +167,7 @@ impl SimHandle {
             nonces: state.chips.iter().map(|c| c.nonces).collect(),
             chip_baud: state.chip_baud(),
             addresses: state.chips.iter().map(|c| c.address).collect(),
+            last_job: state.stats.last_job,
         }
     }
 

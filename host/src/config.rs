@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// How long mining continues on the last template after the node stops answering.
     #[serde(default = "defaults::node_loss_grace_secs")]
     pub node_loss_grace_secs: f64,
+    /// How long start-up waits for an unreachable or warming-up node before giving up.
+    #[serde(default = "defaults::startup_timeout_secs")]
+    pub startup_timeout_secs: f64,
 }
 
 /// `[payout]`.
@@ -158,6 +161,9 @@ mod defaults {
     }
     pub fn node_loss_grace_secs() -> f64 {
         60.0
+    }
+    pub fn startup_timeout_secs() -> f64 {
+        30.0
     }
     pub fn tag() -> String {
         "/hearth/".into()
@@ -283,6 +289,8 @@ pub struct Validated {
     pub rpc_timeout: Duration,
     /// Grace on node loss.
     pub node_loss_grace: Duration,
+    /// Start-up wait for the node.
+    pub startup_timeout: Duration,
 }
 
 fn seconds(key: &str, value: f64, min: f64, max: f64) -> anyhow::Result<Duration> {
@@ -351,6 +359,7 @@ impl Config {
             fee_refresh: seconds("node.fee_refresh_secs", node.fee_refresh_secs, 1.0, 3600.0)?,
             rpc_timeout: seconds("node.rpc_timeout_secs", node.rpc_timeout_secs, 0.5, 600.0)?,
             node_loss_grace: seconds("node.node_loss_grace_secs", node.node_loss_grace_secs, 0.0, 86_400.0)?,
+            startup_timeout: seconds("node.startup_timeout_secs", node.startup_timeout_secs, 0.0, 86_400.0)?,
             config: self,
         })
     }

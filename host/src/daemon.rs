@@ -53,7 +53,7 @@ impl Daemon {
     /// Check the node and the configuration, replay the journal, and start mining.
     pub async fn start(config: Validated) -> anyhow::Result<Daemon> {
         let rpc = RpcClient::new(&config.rpc_url, config.auth.clone(), config.rpc_timeout)?;
-        let info = ready::wait_ready(&rpc, config.network, Duration::from_secs(30)).await?;
+        let info = ready::wait_ready(&rpc, config.network, config.startup_timeout).await?;
         tracing::info!(chain = %info.chain, height = info.blocks, node = %config.rpc_url, "node ready");
         ready::check_payout(&rpc, &config.address, &config.payout).await?;
         tracing::info!(address = %config.address, "payout address confirmed by the node");

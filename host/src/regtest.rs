@@ -151,6 +151,23 @@ impl RegtestNode {
         }
     }
 
+    /// Kill the process with SIGTERM, as `kill` or a service manager would, and wait for it to
+    /// exit. bitcoind flushes its chain state on SIGTERM; SIGKILL can roll the tip back.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Kill the process hard (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

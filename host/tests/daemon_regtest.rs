@@ -152,3 +152,167 @@ async fn a_tip_change_from_outside_replaces_work_on_every_device() {
 }
 
 use bitcoin::hashes::Hash as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_with_real_transactions_and_a_witness_commitment_are_accepted() {
+    let node = common::node(&[]).await;
+    let rpc = node.rpc().unwrap();
+    let key = common::key();
+    let ours = bitcoin::Address::p2wpkh(&key.public, bitcoin::Network::Regtest);
+    let hashes = common::call(&rpc, "generatetoaddress", json!([120, ours.to_string()])).await;
+    // Spend the first 20 (mature) coinbases, signed here with rust-bitcoin; the node has no wallet.
+    let burn = bitcoin::Address::from_str("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080").unwrap().assume_checked();
+    let mut txids = Vec::new();
+    for hash in hashes.as_array().unwrap().iter().take(20) {
+        let block = common::call(&rpc, "getblock", json!([hash, 2])).await;
+        let coinbase = &block["tx"][0];
+        let outpoint = bitcoin::OutPoint { txid: coinbase["txid"].as_str().unwrap().parse().unwrap(), vout: 0 };
+        let value = bitcoin::Amount::from_btc(coinbase["vout"][0]["value"].as_f64().unwrap()).unwrap();
+        let tx = common::spend_p2wpkh(&key, outpoint, value, &burn.script_pubkey(), bitcoin::Amount::from_sat(10_000));
+        let txid = common::call(&rpc, "sendrawtransaction", json!([bitcoin::consensus::encode::serialize_hex(&tx)])).await;
+        txids.push(txid.as_str().unwrap().to_string());
+    }
+    let journal = tempfile::tempdir().unwrap();
+    let (_, payout, script) = common::addresses().into_iter().find(|(n, _, _)| *n == "P2TR").unwrap();
+    let config = common::config_for(&node, &payout.to_string(), journal.path(), common::SIM_4_BM1370);
+    let daemon = Daemon::start(config).await.unwrap();
+    let mut events = daemon.events.subscribe();
+    let (height, hash) = common::accepted_blocks(&mut events, 1, Duration::from_secs(60)).await[0];
+    daemon.shutdown().await;
+    let block = common::call(&rpc, "getblock", json!([hash.to_string(), 2])).await;
+    let included: Vec<String> = block["tx"].as_array().unwrap().iter().map(|t| t["txid"].as_str().unwrap().to_string()).collect();
+    for txid in &txids {
+        assert!(included.contains(txid), "{txid} missing from block {height}");
+    }
+    let coinbase = &block["tx"][0];
+    assert_eq!(coinbase["vout"][0]["scriptPubKey"]["hex"].as_str().unwrap(), hex::encode(script.as_bytes()));
+    // The commitment output is there and the coinbase carries the witness reserved value.
+    let commitment = coinbase["vout"].as_array().unwrap().iter().any(|o| o["scriptPubKey"]["hex"].as_str().unwrap().starts_with("6a24aa21a9ed"));
+    assert!(commitment, "no witness commitment output");
+    assert_eq!(coinbase["vin"][0]["txinwitness"][0].as_str().unwrap(), "00".repeat(32));
+    let stats = common::call(&rpc, "getblockstats", json!([height, ["subsidy", "totalfee"]])).await;
+    assert_eq!(stats["totalfee"].as_u64().unwrap(), 20 * 10_000, "fees of the 20 transactions");
+    let paid = (coinbase["vout"][0]["value"].as_f64().unwrap() * 1e8).round() as u64;
+    assert_eq!(paid, stats["subsidy"].as_u64().unwrap() + 200_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_dying_loses_no_block_and_mining_resumes_when_it_returns() {
+    let mut node = common::node(&[]).await;
+    let rpc = node.rpc().unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let (_, address, _) = common::addresses().into_iter().next().unwrap();
+    let devices = common::sim_device("board", 4, 200_000.0, 0);
+    let mut config = common::config_for(&node, &address.to_string(), journal.path(), &devices);
+    config.node_loss_grace = Duration::from_secs(2);
+    let daemon = Daemon::start(config).await.unwrap();
+    let mut events = daemon.events.subscribe();
+    common::accepted_blocks(&mut events, 3, Duration::from_secs(60)).await;
+
+    // From here on, track candidates and acceptances in event order.
+    let mut candidates = Vec::new();
+    let mut accepted = std::collections::HashSet::new();
+    let mut note = |e: &hearth::events::Event| match e {
+        hearth::events::Event::BlockCandidate { height, hash, .. } => candidates.push((*height, *hash)),
+        hearth::events::Event::BlockAccepted { hash, .. } => {
+            accepted.insert(*hash);
+        }
+        _ => {}
+    };
+    node.terminate();
+    common::wait_event(&mut events, Duration::from_secs(20), "node down", |e| {
+        note(e);
+        matches!(e, hearth::events::Event::NodeDown { .. })
+    })
+    .await;
+    // A block found while the node is away (in flight when it went, or found on the last
+    // template during the grace period) is journalled and waits; mining pauses.
+    common::wait_event(&mut events, Duration::from_secs(20), "paused", |e| {
+        note(e);
+        matches!(e, hearth::events::Event::Paused { .. })
+    })
+    .await;
+    let (height, hash) = *candidates
+        .iter()
+        .find(|(_, h)| !accepted.contains(h))
+        .expect("no block was found while the node was down");
+    let pending = std::fs::read_dir(journal.path().join("pending")).unwrap().count();
+    assert!(pending >= 1, "the candidate is not in the journal");
+
+    node.restart().await.unwrap();
+    let accepted = common::wait_event(&mut events, Duration::from_secs(60), "the journalled block accepted", |e| {
+        matches!(e, hearth::events::Event::BlockAccepted { hash: h, .. } if *h == hash)
+    })
+    .await;
+    assert!(matches!(accepted, hearth::events::Event::BlockAccepted { height: h, .. } if h == height));
+    assert_eq!(common::call(&rpc, "getblockhash", json!([height])).await.as_str().unwrap(), hash.to_string());
+    // ... and mining goes on on top of it.
+    let more = common::accepted_blocks(&mut events, 2, Duration::from_secs(60)).await;
+    assert!(more.iter().all(|(h, _)| *h > height));
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_daemon_between_find_and_submission_loses_nothing() {
+    let mut node = common::node(&[]).await;
+    let rpc = node.rpc().unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let (_, address, _) = common::addresses().into_iter().next().unwrap();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config_path = config_dir.path().join("hearth.toml");
+    let devices = common::sim_device("board", 4, 200_000.0, 0);
+    std::fs::write(
+        &config_path,
+        format!(
+            "[node]\nnetwork = \"regtest\"\nurl = \"{}\"\ncookie = \"{}\"\npoll_interval_secs = 0.5\nnode_loss_grace_secs = 60\nrpc_timeout_secs = 2\n[payout]\naddress = \"{address}\"\n[journal]\ndir = \"{}\"\n{devices}",
+            node.rpc_url(),
+            node.cookie_path().display(),
+            journal.path().display()
+        ),
+    )
+    .unwrap();
+    // The real binary, as a user runs it.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["mine", "--config"])
+        .arg(&config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it mine on the node, then take the node away so the next find cannot be submitted.
+    let start_height = common::height(&rpc).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while common::height(&rpc).await < start_height + 3 {
+        assert!(std::time::Instant::now() < deadline, "the daemon mined nothing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.terminate();
+    let pending_dir = journal.path().join("pending");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let files: Vec<_> = std::fs::read_dir(&pending_dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
+            .unwrap_or_default();
+        if !files.is_empty() {
+            break files;
+        }
+        assert!(std::time::Instant::now() < deadline, "no journalled candidate while the node was down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Kill -9: no shutdown path runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let entry: hearth::submit::JournalEntry = serde_json::from_slice(&std::fs::read(&pending[0]).unwrap()).unwrap();
+
+    node.restart().await.unwrap();
+    assert_ne!(common::height(&rpc).await, u64::from(entry.height), "the block must not be on the node yet");
+    // A new daemon resubmits the journal before it mines.
+    let config = common::config_for(&node, &address.to_string(), journal.path(), &devices);
+    let daemon = Daemon::start(config).await.unwrap();
+    let on_chain = common::call(&rpc, "getblockhash", json!([entry.height])).await;
+    assert_eq!(on_chain.as_str().unwrap(), entry.hash, "the journalled block is on the chain");
+    assert!(journal.path().join("accepted").join(format!("{:08}-{}.json", entry.height, entry.hash)).exists());
+    daemon.shutdown().await;
+}
+
+use std::str::FromStr as _;

@@ -135,6 +135,11 @@ impl RpcClient {
         &self.inner.url
     }
 
+    /// Default per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
     fn credentials(&self) -> Result<(String, String, String), RpcError> {
         match &self.inner.auth {
             Auth::UserPass(user, pass) => Ok((user.clone(), pass.clone(), format!("user {user}"))),

@@ -118,7 +118,8 @@ impl TemplateSource {
                     // No template yet: wait a moment before asking again.
                     None => {
                         tokio::time::sleep(Duration::from_millis(500)).await;
-                        fetch_template(&rpc, None, Duration::from_secs(30)).await
+                        let timeout = rpc.timeout();
+                        fetch_template(&rpc, None, timeout).await
                     }
                 }
             };
@@ -168,7 +169,7 @@ impl TemplateSource {
     /// `after_submit`: the submitter has answered for the block we are waiting on, so mining may
     /// resume even if the tip did not move (the block was refused or lost the race).
     async fn fetch_and_publish(&mut self, state: &mut State, fee_refresh: bool, after_submit: bool) {
-        match fetch_template(&self.rpc, None, Duration::from_secs(30)).await {
+        match fetch_template(&self.rpc, None, self.rpc.timeout()).await {
             Ok(template) => {
                 if fee_refresh {
                     tracing::debug!("fee refresh");

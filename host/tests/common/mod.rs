@@ -151,3 +151,28 @@ pub fn sim_device(name: &str, chips: u16, hashrate: f64, latency_ms: u64) -> Str
         "[[device]]\nkind = \"sim\"\nname = \"{name}\"\nmodel = \"BM1370\"\nchips = {chips}\nfloor_bits = 16\nhashrate = {hashrate}\nlatency_ms = {latency_ms}\n"
     )
 }
+
+/// A P2WPKH spend of `outpoint` (worth `value`) to `to`, signed with rust-bitcoin.
+pub fn spend_p2wpkh(
+    key: &TestKey,
+    outpoint: bitcoin::OutPoint,
+    value: bitcoin::Amount,
+    to: &ScriptBuf,
+    fee: bitcoin::Amount,
+) -> bitcoin::Transaction {
+    use bitcoin::sighash::{EcdsaSighashType, SighashCache};
+    use bitcoin::{Sequence, Transaction, TxIn, TxOut, Witness, absolute, transaction};
+    let secp = Secp256k1::new();
+    let mut tx = Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn { previous_output: outpoint, script_sig: ScriptBuf::new(), sequence: Sequence::MAX, witness: Witness::new() }],
+        output: vec![TxOut { value: value - fee, script_pubkey: to.clone() }],
+    };
+    let spent = Address::p2wpkh(&key.public, Network::Regtest).script_pubkey();
+    let sighash = SighashCache::new(&tx).p2wpkh_signature_hash(0, &spent, value, EcdsaSighashType::All).unwrap();
+    let message = bitcoin::secp256k1::Message::from(sighash);
+    let signature = bitcoin::ecdsa::Signature { signature: secp.sign_ecdsa(&message, &key.secret), sighash_type: EcdsaSighashType::All };
+    tx.input[0].witness = Witness::p2wpkh(&signature, &key.public.0);
+    tx
+}

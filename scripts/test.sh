@@ -15,6 +15,18 @@ step "toolchain: rustfmt, clippy, thumbv6m-none-eabi"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add thumbv6m-none-eabi >/dev/null
 
+step "Debian packages for the tests: socat (serial-port tests over a PTY)"
+if ! command -v socat >/dev/null; then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends socat >/dev/null
+fi
+
+step "bitcoind for the regtest tests (built once per machine, cached in ~/.cache/hearth)"
+HEARTH_BITCOIND="$(scripts/bitcoind.sh)"
+export HEARTH_BITCOIND
+echo "$HEARTH_BITCOIND"
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

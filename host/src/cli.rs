@@ -65,28 +65,47 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
-        Command::Config { command: ConfigCommand::Check { config, offline } } => {
+        Command::Config {
+            command: ConfigCommand::Check { config, offline },
+        } => {
             let validated = crate::config::Config::load(&config)?.validate()?;
             println!("{}: syntax and values OK", config.display());
             println!("  network  {}", validated.network);
             println!("  node     {}", validated.rpc_url);
-            println!("  payout   {} (script {})", validated.address, hex::encode(validated.payout.as_bytes()));
+            println!(
+                "  payout   {} (script {})",
+                validated.address,
+                hex::encode(validated.payout.as_bytes())
+            );
             println!("  devices  {}", validated.config.devices.len());
             if offline {
                 return Ok(());
             }
             runtime()?.block_on(async move {
-                let rpc = crate::node::RpcClient::new(&validated.rpc_url, validated.auth.clone(), validated.rpc_timeout)?;
-                let info = crate::node::ready::wait_ready(&rpc, validated.network, Duration::from_secs(10)).await?;
+                let rpc = crate::node::RpcClient::new(
+                    &validated.rpc_url,
+                    validated.auth.clone(),
+                    validated.rpc_timeout,
+                )?;
+                let info = crate::node::ready::wait_ready(
+                    &rpc,
+                    validated.network,
+                    Duration::from_secs(10),
+                )
+                .await?;
                 println!("  node is on {} at height {}", info.chain, info.blocks);
-                crate::node::ready::check_payout(&rpc, &validated.address, &validated.payout).await?;
+                crate::node::ready::check_payout(&rpc, &validated.address, &validated.payout)
+                    .await?;
                 println!("  the node derives the same payout script");
                 if let Some(endpoint) = &validated.config.node.zmq_hashblock {
                     crate::node::ready::check_zmq(&rpc, endpoint).await?;
                     println!("  the node publishes hashblock on {endpoint}");
                 }
                 crate::submit::Journal::open(&validated.config.journal.dir)?;
-                println!("  journal {} is writable", validated.config.journal.dir.display());
+                println!(
+                    "  journal {} is writable",
+                    validated.config.journal.dir.display()
+                );
                 println!("configuration OK");
                 Ok(())
             })
@@ -95,5 +114,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }

@@ -85,7 +85,9 @@ pub struct JournalConfig {
 
 impl Default for JournalConfig {
     fn default() -> Self {
-        JournalConfig { dir: defaults::journal_dir() }
+        JournalConfig {
+            dir: defaults::journal_dir(),
+        }
     }
 }
 
@@ -303,7 +305,8 @@ fn seconds(key: &str, value: f64, min: f64, max: f64) -> anyhow::Result<Duration
 impl Config {
     /// Read and parse a file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
         Config::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -317,24 +320,48 @@ impl Config {
         let network = parse_network(&self.node.network)?;
         let (address, payout) = payout_script(&self.payout.address, network)?;
         if self.payout.tag.len() > MAX_TAG_LEN {
-            bail!("payout.tag is {} bytes; at most {MAX_TAG_LEN} fit in the coinbase", self.payout.tag.len());
+            bail!(
+                "payout.tag is {} bytes; at most {MAX_TAG_LEN} fit in the coinbase",
+                self.payout.tag.len()
+            );
         }
         let rpc_url = match &self.node.url {
             Some(url) if url.starts_with("http://") => url.trim_end_matches('/').to_string(),
-            Some(url) => bail!("node.url = {url:?}: must start with http:// (Bitcoin Core's RPC has no TLS)"),
+            Some(url) => {
+                bail!("node.url = {url:?}: must start with http:// (Bitcoin Core's RPC has no TLS)")
+            }
             None => format!("http://127.0.0.1:{}", default_rpc_port(network)),
         };
-        let auth = match (&self.node.user, &self.node.password, &self.node.cookie, &self.node.datadir) {
-            (Some(user), Some(password), None, _) => crate::node::Auth::UserPass(user.clone(), password.clone()),
-            (Some(_), None, _, _) | (None, Some(_), _, _) => bail!("node.user and node.password go together"),
-            (Some(_), Some(_), Some(_), _) => bail!("give either node.cookie or node.user/password, not both"),
-            (None, None, Some(cookie), _) => crate::node::Auth::Cookie(expand_home(cookie)),
-            (None, None, None, Some(datadir)) => {
-                crate::node::Auth::Cookie(expand_home(datadir).join(network_subdir(network)).join(".cookie"))
+        let auth = match (
+            &self.node.user,
+            &self.node.password,
+            &self.node.cookie,
+            &self.node.datadir,
+        ) {
+            (Some(user), Some(password), None, _) => {
+                crate::node::Auth::UserPass(user.clone(), password.clone())
             }
+            (Some(_), None, _, _) | (None, Some(_), _, _) => {
+                bail!("node.user and node.password go together")
+            }
+            (Some(_), Some(_), Some(_), _) => {
+                bail!("give either node.cookie or node.user/password, not both")
+            }
+            (None, None, Some(cookie), _) => crate::node::Auth::Cookie(expand_home(cookie)),
+            (None, None, None, Some(datadir)) => crate::node::Auth::Cookie(
+                expand_home(datadir)
+                    .join(network_subdir(network))
+                    .join(".cookie"),
+            ),
             (None, None, None, None) => {
-                let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-                crate::node::Auth::Cookie(home.join(".bitcoin").join(network_subdir(network)).join(".cookie"))
+                let home = std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_default();
+                crate::node::Auth::Cookie(
+                    home.join(".bitcoin")
+                        .join(network_subdir(network))
+                        .join(".cookie"),
+                )
             }
         };
         if let Some(zmq) = &self.node.zmq_hashblock
@@ -343,7 +370,9 @@ impl Config {
             bail!("node.zmq_hashblock = {zmq:?}: must be a tcp:// endpoint");
         }
         if self.devices.is_empty() {
-            bail!("no [[device]] configured: add at least one (kind = \"serial\", \"sim\" or \"cpu\")");
+            bail!(
+                "no [[device]] configured: add at least one (kind = \"serial\", \"sim\" or \"cpu\")"
+            );
         }
         for (i, device) in self.devices.iter().enumerate() {
             validate_device(i, device)?;
@@ -355,36 +384,71 @@ impl Config {
             auth,
             address,
             payout,
-            poll_interval: seconds("node.poll_interval_secs", node.poll_interval_secs, 0.05, 600.0)?,
+            poll_interval: seconds(
+                "node.poll_interval_secs",
+                node.poll_interval_secs,
+                0.05,
+                600.0,
+            )?,
             fee_refresh: seconds("node.fee_refresh_secs", node.fee_refresh_secs, 1.0, 3600.0)?,
             rpc_timeout: seconds("node.rpc_timeout_secs", node.rpc_timeout_secs, 0.5, 600.0)?,
-            node_loss_grace: seconds("node.node_loss_grace_secs", node.node_loss_grace_secs, 0.0, 86_400.0)?,
-            startup_timeout: seconds("node.startup_timeout_secs", node.startup_timeout_secs, 0.0, 86_400.0)?,
+            node_loss_grace: seconds(
+                "node.node_loss_grace_secs",
+                node.node_loss_grace_secs,
+                0.0,
+                86_400.0,
+            )?,
+            startup_timeout: seconds(
+                "node.startup_timeout_secs",
+                node.startup_timeout_secs,
+                0.0,
+                86_400.0,
+            )?,
             config: self,
         })
     }
 }
 
 fn model(key: &str, name: &str) -> anyhow::Result<ChipModel> {
-    ChipModel::from_name(name).ok_or_else(|| anyhow::anyhow!("{key} = {name:?}: use BM1366, BM1368, BM1370 or BM1397"))
+    ChipModel::from_name(name)
+        .ok_or_else(|| anyhow::anyhow!("{key} = {name:?}: use BM1366, BM1368, BM1370 or BM1397"))
 }
 
 fn validate_device(i: usize, device: &DeviceConfig) -> anyhow::Result<()> {
     let key = |k: &str| format!("device[{i}].{k}");
     match device {
-        DeviceConfig::Sim { model: m, chips, floor_bits, hashrate, .. } => {
+        DeviceConfig::Sim {
+            model: m,
+            chips,
+            floor_bits,
+            hashrate,
+            ..
+        } => {
             model(&key("model"), m)?;
             if *chips == 0 || *chips > 256 {
                 bail!("{} = {chips}: 1 to 256 chips", key("chips"));
             }
             if !(1..=48).contains(floor_bits) {
-                bail!("{} = {floor_bits}: 1 to 48 (32 is real silicon)", key("floor_bits"));
+                bail!(
+                    "{} = {floor_bits}: 1 to 48 (32 is real silicon)",
+                    key("floor_bits")
+                );
             }
             if !hashrate.is_finite() || *hashrate < 0.0 {
-                bail!("{} = {hashrate}: hashes per second, 0 for unlimited", key("hashrate"));
+                bail!(
+                    "{} = {hashrate}: hashes per second, 0 for unlimited",
+                    key("hashrate")
+                );
             }
         }
-        DeviceConfig::Serial { model: m, chips, frequency_mhz, ticket_difficulty, baud, .. } => {
+        DeviceConfig::Serial {
+            model: m,
+            chips,
+            frequency_mhz,
+            ticket_difficulty,
+            baud,
+            ..
+        } => {
             let m = model(&key("model"), m)?;
             if *chips == 0 || *chips > 256 {
                 bail!("{} = {chips}: 1 to 256 chips", key("chips"));
@@ -392,17 +456,27 @@ fn validate_device(i: usize, device: &DeviceConfig) -> anyhow::Result<()> {
             if let Some(f) = frequency_mhz {
                 let khz = (f * 1000.0) as u32;
                 if bm13xx::pll::solve(khz, &m.pll_limits()).is_none() {
-                    bail!("{} = {f}: no PLL setting of the {m} reaches it", key("frequency_mhz"));
+                    bail!(
+                        "{} = {f}: no PLL setting of the {m} reaches it",
+                        key("frequency_mhz")
+                    );
                 }
             }
             if !ticket_difficulty.is_power_of_two() {
-                bail!("{} = {ticket_difficulty}: must be a power of two (1, 2, 4, ... 65536)", key("ticket_difficulty"));
+                bail!(
+                    "{} = {ticket_difficulty}: must be a power of two (1, 2, 4, ... 65536)",
+                    key("ticket_difficulty")
+                );
             }
             if ![115_200, 1_000_000, 3_125_000].contains(baud) {
                 bail!("{} = {baud}: use 115200, 1000000 or 3125000", key("baud"));
             }
         }
-        DeviceConfig::Cpu { threads, share_bits, .. } => {
+        DeviceConfig::Cpu {
+            threads,
+            share_bits,
+            ..
+        } => {
             if *threads == 0 || *threads > 256 {
                 bail!("{} = {threads}: 1 to 256", key("threads"));
             }
@@ -416,7 +490,10 @@ fn validate_device(i: usize, device: &DeviceConfig) -> anyhow::Result<()> {
 
 fn expand_home(path: &Path) -> PathBuf {
     match path.strip_prefix("~") {
-        Ok(rest) => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(rest),
+        Ok(rest) => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(rest),
         Err(_) => path.to_path_buf(),
     }
 }
@@ -436,11 +513,32 @@ mod tests {
     "#;
 
     #[test]
+    fn the_example_config_parses() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../hearth.example.toml"
+        ))
+        .unwrap();
+        let config = Config::parse(&text).unwrap();
+        assert_eq!(config.devices.len(), 1);
+        // The placeholder address is (deliberately) not valid.
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("payout.address")
+        );
+    }
+
+    #[test]
     fn a_good_config_validates() {
         let v = Config::parse(GOOD).unwrap().validate().unwrap();
         assert_eq!(v.network, Network::Regtest);
         assert_eq!(v.rpc_url, "http://127.0.0.1:18443");
-        assert!(matches!(v.auth, crate::node::Auth::Cookie(ref p) if p.ends_with("regtest/.cookie")));
+        assert!(
+            matches!(v.auth, crate::node::Auth::Cookie(ref p) if p.ends_with("regtest/.cookie"))
+        );
     }
 
     fn error(text: &str) -> String {
@@ -452,18 +550,33 @@ mod tests {
 
     #[test]
     fn mistakes_name_the_key_and_the_fix() {
-        let wrong_net = GOOD.replace("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4");
-        assert!(error(&wrong_net).contains("not an address for regtest"), "{}", error(&wrong_net));
+        let wrong_net = GOOD.replace(
+            "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+            "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+        );
+        assert!(
+            error(&wrong_net).contains("not an address for regtest"),
+            "{}",
+            error(&wrong_net)
+        );
         let garbage = GOOD.replace("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", "hello");
         assert!(error(&garbage).contains("not a Bitcoin address"));
         assert!(error(&GOOD.replace("regtest", "moonnet")).contains("use main, test"));
-        assert!(error(&GOOD.replace("kind = \"sim\"", "kind = \"gpu\"")).contains("unknown variant"));
-        assert!(error(&GOOD.replace("kind = \"sim\"", "kind = \"sim\"\nchips = 0")).contains("device[0].chips"));
+        assert!(
+            error(&GOOD.replace("kind = \"sim\"", "kind = \"gpu\"")).contains("unknown variant")
+        );
+        assert!(
+            error(&GOOD.replace("kind = \"sim\"", "kind = \"sim\"\nchips = 0"))
+                .contains("device[0].chips")
+        );
         assert!(error(&GOOD.replace("[node]", "[node]\nurl = \"https://x\"")).contains("http://"));
         assert!(error(&GOOD.replace("[node]", "[node]\ncolour = 1")).contains("unknown field"));
         let no_devices = GOOD.replace("[[device]]\n        kind = \"sim\"", "");
         assert!(error(&no_devices).contains("no [[device]]"));
-        let long_tag = GOOD.replace("[payout]", &format!("[payout]\ntag = \"{}\"", "x".repeat(61)));
+        let long_tag = GOOD.replace(
+            "[payout]",
+            &format!("[payout]\ntag = \"{}\"", "x".repeat(61)),
+        );
         assert!(error(&long_tag).contains("payout.tag"));
     }
 }

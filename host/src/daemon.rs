@@ -88,7 +88,11 @@ impl Daemon {
 
         if let Some(endpoint) = config.config.node.zmq_hashblock.clone() {
             let (zmq_tx, mut zmq_rx) = mpsc::channel(16);
-            tracker.spawn(crate::node::zmq::watch_hashblock(endpoint, zmq_tx, cancel.clone()));
+            tracker.spawn(crate::node::zmq::watch_hashblock(
+                endpoint,
+                zmq_tx,
+                cancel.clone(),
+            ));
             let refresh = refresh_tx.clone();
             let c = cancel.clone();
             tracker.spawn(async move {
@@ -154,21 +158,44 @@ impl Daemon {
             sims.push(handle.clone());
             tracing::info!(device = %name, kind, "starting device");
             match device {
-                DeviceConfig::Sim { model, chips, floor_bits, hashrate, latency_ms, .. } => {
+                DeviceConfig::Sim {
+                    model,
+                    chips,
+                    floor_bits,
+                    hashrate,
+                    latency_ms,
+                    ..
+                } => {
                     let model = ChipModel::from_name(model).context("device model")?;
                     let mut sim = SimConfig::new(model, *chips);
                     sim.floor_bits = *floor_bits;
                     sim.hashrate_per_chip = *hashrate;
                     sim.latency = Duration::from_millis(*latency_ms);
-                    tracker.spawn(supervise(SimDevice { config: sim, handle }, ctx));
+                    tracker.spawn(supervise(
+                        SimDevice {
+                            config: sim,
+                            handle,
+                        },
+                        ctx,
+                    ));
                 }
-                DeviceConfig::Serial { path, model, chips, frequency_mhz, ticket_difficulty, baud, host_baud, .. } => {
+                DeviceConfig::Serial {
+                    path,
+                    model,
+                    chips,
+                    frequency_mhz,
+                    ticket_difficulty,
+                    baud,
+                    host_baud,
+                    ..
+                } => {
                     let model = ChipModel::from_name(model).context("device model")?;
                     let device = SerialDevice {
                         path: path.clone(),
                         model,
                         chips: *chips,
-                        frequency_khz: frequency_mhz.map_or(model.default_frequency_khz(), |f| (f * 1000.0) as u32),
+                        frequency_khz: frequency_mhz
+                            .map_or(model.default_frequency_khz(), |f| (f * 1000.0) as u32),
                         ticket_difficulty: *ticket_difficulty,
                         baud: match baud {
                             3_125_000 => ChainBaud::Fast3M,
@@ -179,29 +206,56 @@ impl Daemon {
                     };
                     tracker.spawn(supervise(device, ctx));
                 }
-                DeviceConfig::Cpu { threads, share_bits, .. } => {
-                    tracker.spawn(supervise(CpuDevice { threads: *threads, share_bits: *share_bits }, ctx));
+                DeviceConfig::Cpu {
+                    threads,
+                    share_bits,
+                    ..
+                } => {
+                    tracker.spawn(supervise(
+                        CpuDevice {
+                            threads: *threads,
+                            share_bits: *share_bits,
+                        },
+                        ctx,
+                    ));
                 }
             }
         }
         drop(found_tx);
         tracker.spawn(report_periodically(stats.clone(), cancel.clone()));
         tracker.close();
-        Ok(Daemon { events, stats, work: work_rx, sims, journal, cancel, tracker })
+        Ok(Daemon {
+            events,
+            stats,
+            work: work_rx,
+            sims,
+            journal,
+            cancel,
+            tracker,
+        })
     }
 
     /// Emulator handle of the `sim` device at `index`, once it is running.
     pub fn sim(&self, index: usize) -> Option<SimHandle> {
-        self.sims.get(index).and_then(|h| h.lock().ok().and_then(|h| h.clone()))
+        self.sims
+            .get(index)
+            .and_then(|h| h.lock().ok().and_then(|h| h.clone()))
     }
 
     /// Stop every actor and wait for them.
     pub async fn shutdown(self) {
         self.cancel.cancel();
-        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some tasks did not stop within 10 s");
         }
-        for sim in self.sims.iter().filter_map(|h| h.lock().ok().and_then(|h| h.clone())) {
+        for sim in self
+            .sims
+            .iter()
+            .filter_map(|h| h.lock().ok().and_then(|h| h.clone()))
+        {
             sim.stop();
         }
     }
@@ -221,7 +275,10 @@ fn device_name(index: usize, device: &DeviceConfig) -> (String, &'static str) {
         DeviceConfig::Serial { name, .. } => (name, "serial"),
         DeviceConfig::Cpu { name, .. } => (name, "cpu"),
     };
-    (name.clone().unwrap_or_else(|| format!("{kind}{index}")), kind)
+    (
+        name.clone().unwrap_or_else(|| format!("{kind}{index}")),
+        kind,
+    )
 }
 
 async fn wait_for_signal() {

@@ -37,8 +37,9 @@ fn fresh_address() -> anyhow::Result<Address> {
     let mut bytes = [0u8; 32];
     rand::fill(&mut bytes);
     let secret = SecretKey::from_slice(&bytes).context("random key")?;
-    let public = CompressedPublicKey::from_private_key(&secp, &PrivateKey::new(secret, Network::Regtest))
-        .context("public key")?;
+    let public =
+        CompressedPublicKey::from_private_key(&secp, &PrivateKey::new(secret, Network::Regtest))
+            .context("public key")?;
     Ok(Address::p2wpkh(&public, Network::Regtest))
 }
 
@@ -48,7 +49,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("starting a throwaway regtest node ({})", binary.display());
     let mut node = RegtestNode::start(&binary, &[])?;
     node.wait_ready(Duration::from_secs(60)).await?;
-    let journal = tempfile::Builder::new().prefix("hearth-demo-journal-").tempdir()?;
+    let journal = tempfile::Builder::new()
+        .prefix("hearth-demo-journal-")
+        .tempdir()?;
     let address = fresh_address()?;
     let text = format!(
         r#"
@@ -90,7 +93,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         match event {
             Ok(Event::DeviceUp { device, detail }) => println!("{device}: {detail} ready"),
-            Ok(Event::BlockAccepted { height, hash, device }) => {
+            Ok(Event::BlockAccepted {
+                height,
+                hash,
+                device,
+            }) => {
                 accepted += 1;
                 println!("block {height:>4} accepted by bitcoind  {hash}  found by {device}");
                 if args.blocks > 0 && accepted >= args.blocks {
@@ -98,7 +105,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 }
             }
             Ok(Event::BlockRejected { height, reason, .. }) => {
-                break Err(anyhow::anyhow!("block {height} rejected by the node: {reason}"));
+                break Err(anyhow::anyhow!(
+                    "block {height} rejected by the node: {reason}"
+                ));
             }
             Ok(Event::DeviceError { device, error }) => println!("{device}: {error}"),
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -130,7 +130,11 @@ impl DeviceStats {
         }
         let now = Instant::now();
         self.recent.push_back((now, hashes));
-        while self.recent.front().is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(300)) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(300))
+        {
             self.recent.pop_front();
         }
     }
@@ -146,7 +150,9 @@ impl DeviceStats {
 
     /// Hash rate estimated from the shares of the last five minutes, hashes per second.
     pub fn hashrate(&self) -> f64 {
-        let (Some(first), Some(last)) = (self.recent.front(), self.recent.back()) else { return 0.0 };
+        let (Some(first), Some(last)) = (self.recent.front(), self.recent.back()) else {
+            return 0.0;
+        };
         let span = last.0.duration_since(first.0).as_secs_f64();
         if span < 1.0 || self.recent.len() < 2 {
             return 0.0;
@@ -166,7 +172,10 @@ impl Stats {
     /// Register a device; returns its index.
     pub fn add_device(&self, name: &str) -> usize {
         let mut all = self.lock();
-        all.push(DeviceStats { name: name.to_string(), ..DeviceStats::default() });
+        all.push(DeviceStats {
+            name: name.to_string(),
+            ..DeviceStats::default()
+        });
         all.len() - 1
     }
 
@@ -185,6 +194,8 @@ impl Stats {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<DeviceStats>> {
         // A panic while holding the lock cannot leave counters inconsistent in a way that
         // matters; keep counting.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -52,7 +52,11 @@ pub fn bitcoind_from_scripts(repo_root: &Path) -> anyhow::Result<PathBuf> {
     }
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
     if !path.is_file() {
-        bail!("{} printed {:?}, which is not a file", script.display(), path);
+        bail!(
+            "{} printed {:?}, which is not a file",
+            script.display(),
+            path
+        );
     }
     Ok(path)
 }
@@ -80,7 +84,9 @@ pub struct RegtestNode {
 impl RegtestNode {
     /// Start bitcoind on regtest in a fresh temporary directory.
     pub fn start(binary: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let tmp = tempfile::Builder::new().prefix("hearth-regtest-").tempdir()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("hearth-regtest-")
+            .tempdir()?;
         let datadir = tmp.path().to_path_buf();
         let mut node = RegtestNode {
             child: None,
@@ -101,7 +107,13 @@ impl RegtestNode {
             .arg(format!("-datadir={}", self.datadir.display()))
             .arg(format!("-rpcport={}", self.rpc_port))
             .arg(format!("-port={}", self.p2p_port))
-            .args(["-server=1", "-listen=0", "-dnsseed=0", "-fixedseeds=0", "-printtoconsole=0"])
+            .args([
+                "-server=1",
+                "-listen=0",
+                "-dnsseed=0",
+                "-fixedseeds=0",
+                "-printtoconsole=0",
+            ])
             .args(["-rpcthreads=16", "-rpcworkqueue=64", "-fallbackfee=0.0001"])
             .args(&self.extra_args)
             .stdin(Stdio::null())
@@ -125,7 +137,11 @@ impl RegtestNode {
 
     /// An RPC client using the cookie.
     pub fn rpc(&self) -> anyhow::Result<RpcClient> {
-        Ok(RpcClient::new(self.rpc_url(), Auth::Cookie(self.cookie_path()), Duration::from_secs(30))?)
+        Ok(RpcClient::new(
+            self.rpc_url(),
+            Auth::Cookie(self.cookie_path()),
+            Duration::from_secs(30),
+        )?)
     }
 
     /// Wait until the node answers RPC (cookie written, warm-up over).
@@ -143,9 +159,14 @@ impl RegtestNode {
                 }
                 bail!("bitcoind exited during start-up ({status}): {}", err.trim());
             }
-            match rpc.call::<serde_json::Value>("getblockchaininfo", json!([])).await {
+            match rpc
+                .call::<serde_json::Value>("getblockchaininfo", json!([]))
+                .await
+            {
                 Ok(_) => return Ok(()),
-                Err(e) if Instant::now() > deadline => bail!("bitcoind not ready after {timeout:?}: {e}"),
+                Err(e) if Instant::now() > deadline => {
+                    bail!("bitcoind not ready after {timeout:?}: {e}")
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
@@ -206,7 +227,9 @@ impl RegtestNode {
 
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
 

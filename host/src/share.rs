@@ -58,7 +58,11 @@ pub fn hash_difficulty(hash: &BlockHash) -> f64 {
         value = value * 256.0 + f64::from(*byte);
     }
     // Difficulty 1 = 0xFFFF · 2^208.
-    if value == 0.0 { f64::INFINITY } else { 65535.0 * 2f64.powi(208) / value }
+    if value == 0.0 {
+        f64::INFINITY
+    } else {
+        65535.0 * 2f64.powi(208) / value
+    }
 }
 
 /// What a result is.
@@ -148,7 +152,11 @@ impl ShareChecker {
                 let newest = seen.keys().copied().max().unwrap_or(0);
                 seen.retain(|id, _| *id + 2048 > newest);
             }
-            if !seen.entry(found.job.id).or_default().insert((found.version, found.nonce)) {
+            if !seen
+                .entry(found.job.id)
+                .or_default()
+                .insert((found.version, found.nonce))
+            {
                 self.stats.update(found.device, |d| d.duplicates += 1);
                 continue;
             }
@@ -212,7 +220,8 @@ impl ShareChecker {
         }
         let work = hashes_per_share(found.share_bits);
         let difficulty = hash_difficulty(hash);
-        self.stats.update(found.device, |d| d.add_share(work, difficulty, found.chip));
+        self.stats
+            .update(found.device, |d| d.add_share(work, difficulty, found.chip));
     }
 }
 
@@ -227,5 +236,57 @@ mod tests {
         assert_eq!(&t[..3], &[0x00, 0x0F, 0xFF]);
         let t = target_for_zero_bits(32).to_be_bytes();
         assert_eq!(&t[..5], &[0, 0, 0, 0, 0xFF]);
+    }
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+    use crate::template::parse_template;
+    use crate::work::{BIP320_MASK, JobFactory, TemplateWork};
+
+    fn job(bits: &str) -> crate::work::Job {
+        let mut gbt = crate::template::tests::sample_gbt(100);
+        // Mainnet-like target so that shares and blocks differ.
+        gbt["bits"] = serde_json::json!(bits);
+        let target = bitcoin::Target::from_compact(bitcoin::CompactTarget::from_consensus(
+            u32::from_str_radix(bits, 16).unwrap(),
+        ));
+        gbt["target"] = serde_json::json!(hex::encode(target.to_be_bytes()));
+        let template = parse_template(gbt.to_string().as_bytes()).unwrap();
+        let payout =
+            bitcoin::ScriptBuf::from_hex("0014751e76e8199196d454941c45d1b3a323f1433bd6").unwrap();
+        let work = Arc::new(TemplateWork::new(1, template, &payout, b"t", true).unwrap());
+        JobFactory::new(0, Arc::new(AtomicU64::new(0)), BIP320_MASK).next_job(&work)
+    }
+
+    #[test]
+    fn results_are_classified_by_256_bit_comparison() {
+        let job = job("1d00ffff");
+        // Search a few nonces for one with >= 8 zero bits (a share at 8 bits, not a block).
+        let nonce = (0u32..)
+            .find(|n| target_for_zero_bits(8).is_met_by(job.header(job.version, *n).block_hash()))
+            .unwrap();
+        assert!(matches!(
+            verify(&job, job.version, nonce, 8),
+            Verdict::Share { .. }
+        ));
+        assert_eq!(verify(&job, job.version, nonce, 40), Verdict::HardwareError);
+        assert_eq!(
+            verify(&job, job.version | 0x4000_0000, nonce, 8),
+            Verdict::VersionOutsideMask
+        );
+        // Regtest target: every hash with a leading zero bit is a block.
+        let easy = super::verify_tests::job("207fffff");
+        let nonce = (0u32..)
+            .find(|n| target_for_zero_bits(1).is_met_by(easy.header(easy.version, *n).block_hash()))
+            .unwrap();
+        assert!(matches!(
+            verify(&easy, easy.version, nonce, 1),
+            Verdict::Block { .. }
+        ));
     }
 }

@@ -74,14 +74,21 @@ impl Journal {
     /// Open (and create) the journal directory.
     pub fn open(root: &Path) -> anyhow::Result<Journal> {
         for sub in ["pending", "accepted", "stale", "rejected"] {
-            fs::create_dir_all(root.join(sub))
-                .with_context(|| format!("cannot create journal directory {}", root.join(sub).display()))?;
+            fs::create_dir_all(root.join(sub)).with_context(|| {
+                format!(
+                    "cannot create journal directory {}",
+                    root.join(sub).display()
+                )
+            })?;
         }
         // Make sure we can write before the first block depends on it.
         let probe = root.join("pending/.write-test");
-        fs::write(&probe, b"ok").with_context(|| format!("journal {} is not writable", root.display()))?;
+        fs::write(&probe, b"ok")
+            .with_context(|| format!("journal {} is not writable", root.display()))?;
         let _ = fs::remove_file(probe);
-        Ok(Journal { root: root.to_path_buf() })
+        Ok(Journal {
+            root: root.to_path_buf(),
+        })
     }
 
     fn file_name(height: u32, hash: &str) -> String {
@@ -93,7 +100,8 @@ impl Journal {
         let dir = self.root.join("pending");
         let path = dir.join(Self::file_name(entry.height, &entry.hash));
         let tmp = dir.join(format!(".{}.tmp", entry.hash));
-        let mut file = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut file =
+            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         file.write_all(&serde_json::to_vec_pretty(entry)?)?;
         file.sync_all()?;
         fs::rename(&tmp, &path)?;
@@ -120,9 +128,14 @@ impl Journal {
             .collect();
         names.sort();
         for path in names {
-            match fs::read(&path).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice(&b)?)) {
+            match fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok(serde_json::from_slice(&b)?))
+            {
                 Ok(entry) => entries.push(entry),
-                Err(e) => tracing::error!(file = %path.display(), error = %e, "unreadable journal entry left in place"),
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "unreadable journal entry left in place")
+                }
             }
         }
         Ok(entries)
@@ -130,7 +143,9 @@ impl Journal {
 
     /// Entries in an outcome directory (tests, status).
     pub fn entries(&self, outcome: Outcome) -> usize {
-        fs::read_dir(self.root.join(outcome.dir())).map(|d| d.count()).unwrap_or(0)
+        fs::read_dir(self.root.join(outcome.dir()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 }
 
@@ -146,7 +161,10 @@ pub async fn submit_and_confirm(
     let mut backoff = Duration::from_millis(250);
     let mut warned = false;
     let reply = loop {
-        match rpc.call::<serde_json::Value>("submitblock", json!([block_hex])).await {
+        match rpc
+            .call::<serde_json::Value>("submitblock", json!([block_hex]))
+            .await
+        {
             Ok(reply) => break Ok(reply),
             Err(e) if e.is_transient() => {
                 if !warned {
@@ -168,8 +186,15 @@ pub async fn submit_and_confirm(
         Ok(serde_json::Value::Null) => "accepted".to_string(),
         Ok(serde_json::Value::String(s)) if s == "duplicate" || s == "inconclusive" => s,
         Ok(serde_json::Value::String(s)) => return Some((Outcome::Rejected, s)),
-        Ok(other) => return Some((Outcome::Rejected, format!("unexpected submitblock reply {other}"))),
-        Err(e @ RpcError::Rpc { .. }) | Err(e @ RpcError::Malformed { .. }) | Err(e @ RpcError::Auth { .. }) => {
+        Ok(other) => {
+            return Some((
+                Outcome::Rejected,
+                format!("unexpected submitblock reply {other}"),
+            ));
+        }
+        Err(e @ RpcError::Rpc { .. })
+        | Err(e @ RpcError::Malformed { .. })
+        | Err(e @ RpcError::Auth { .. }) => {
             return Some((Outcome::Rejected, e.to_string()));
         }
         Err(e) => return Some((Outcome::Rejected, e.to_string())),
@@ -228,7 +253,9 @@ impl Submitter {
                 tracing::error!(%hash, "journal entry with an undecodable block left in place");
                 continue;
             }
-            match submit_and_confirm(&self.rpc, &entry.block, entry.height, hash, &self.cancel).await {
+            match submit_and_confirm(&self.rpc, &entry.block, entry.height, hash, &self.cancel)
+                .await
+            {
                 Some((outcome, reason)) => self.report(&entry, hash, usize::MAX, outcome, &reason),
                 None => return Ok(()),
             }
@@ -261,15 +288,36 @@ impl Submitter {
                 hash: candidate.hash,
                 device: entry.device.clone(),
             });
-            match submit_and_confirm(&self.rpc, &entry.block, entry.height, candidate.hash, &self.cancel).await {
-                Some((outcome, reason)) => self.report(&entry, candidate.hash, candidate.device_index, outcome, &reason),
+            match submit_and_confirm(
+                &self.rpc,
+                &entry.block,
+                entry.height,
+                candidate.hash,
+                &self.cancel,
+            )
+            .await
+            {
+                Some((outcome, reason)) => self.report(
+                    &entry,
+                    candidate.hash,
+                    candidate.device_index,
+                    outcome,
+                    &reason,
+                ),
                 None => break, // stays in pending/ for the next start
             }
             let _ = self.refresh.try_send(());
         }
     }
 
-    fn report(&self, entry: &JournalEntry, hash: BlockHash, device: usize, outcome: Outcome, reason: &str) {
+    fn report(
+        &self,
+        entry: &JournalEntry,
+        hash: BlockHash,
+        device: usize,
+        outcome: Outcome,
+        reason: &str,
+    ) {
         if let Err(e) = self.journal.finish(entry, outcome) {
             tracing::warn!(error = %e, hash = %entry.hash, "could not move the journal entry");
         }
@@ -277,15 +325,26 @@ impl Submitter {
             Outcome::Accepted => {
                 tracing::info!(height = entry.height, %hash, device = %entry.device, "BLOCK FOUND: accepted by the node");
                 self.stats.update(device, |d| d.blocks_accepted += 1);
-                let _ = self.events.send(Event::BlockAccepted { height: entry.height, hash, device: entry.device.clone() });
+                let _ = self.events.send(Event::BlockAccepted {
+                    height: entry.height,
+                    hash,
+                    device: entry.device.clone(),
+                });
             }
             Outcome::Stale => {
                 tracing::warn!(height = entry.height, %hash, node = reason, "block valid but not on the active chain (stale)");
-                let _ = self.events.send(Event::BlockStale { height: entry.height, hash });
+                let _ = self.events.send(Event::BlockStale {
+                    height: entry.height,
+                    hash,
+                });
             }
             Outcome::Rejected => {
                 tracing::error!(height = entry.height, %hash, reason, "BLOCK REJECTED by the node");
-                let _ = self.events.send(Event::BlockRejected { height: entry.height, hash, reason: reason.to_string() });
+                let _ = self.events.send(Event::BlockRejected {
+                    height: entry.height,
+                    hash,
+                    reason: reason.to_string(),
+                });
             }
         }
     }

@@ -14,8 +14,16 @@ async fn mines_100_blocks_with_a_simulated_4_chip_board() {
     let node = common::node(&[]).await;
     let rpc = node.rpc().unwrap();
     let journal = tempfile::tempdir().unwrap();
-    let (_, address, script) = common::addresses().into_iter().find(|(n, _, _)| *n == "P2WPKH").unwrap();
-    let config = common::config_for(&node, &address.to_string(), journal.path(), common::SIM_4_BM1370);
+    let (_, address, script) = common::addresses()
+        .into_iter()
+        .find(|(n, _, _)| *n == "P2WPKH")
+        .unwrap();
+    let config = common::config_for(
+        &node,
+        &address.to_string(),
+        journal.path(),
+        common::SIM_4_BM1370,
+    );
     let daemon = Daemon::start(config).await.unwrap();
     let mut events = daemon.events.subscribe();
     let blocks = common::accepted_blocks(&mut events, 100, Duration::from_secs(240)).await;
@@ -30,17 +38,30 @@ async fn mines_100_blocks_with_a_simulated_4_chip_board() {
         let stats = common::call(&rpc, "getblockstats", json!([h, ["subsidy", "totalfee"]])).await;
         let reward = stats["subsidy"].as_u64().unwrap() + stats["totalfee"].as_u64().unwrap();
         let out0 = &coinbase["vout"][0];
-        assert_eq!(out0["scriptPubKey"]["hex"].as_str().unwrap(), hex::encode(script.as_bytes()));
+        assert_eq!(
+            out0["scriptPubKey"]["hex"].as_str().unwrap(),
+            hex::encode(script.as_bytes())
+        );
         let paid = (out0["value"].as_f64().unwrap() * 1e8).round() as u64;
-        assert_eq!(paid, reward, "height {h}: coinbase pays {paid}, reward is {reward}");
+        assert_eq!(
+            paid, reward,
+            "height {h}: coinbase pays {paid}, reward is {reward}"
+        );
     }
     let heights: Vec<u32> = blocks.iter().map(|b| b.0).collect();
-    assert!((1..=16).all(|h| heights.contains(&h)), "heights 1..16 (BIP34 OP_N) mined: {heights:?}");
+    assert!(
+        (1..=16).all(|h| heights.contains(&h)),
+        "heights 1..16 (BIP34 OP_N) mined: {heights:?}"
+    );
     let stats = daemon.stats.snapshot();
     assert_eq!(stats[0].hardware_errors, 0, "{:?}", stats[0]);
     assert_eq!(stats[0].duplicates, 0);
     assert_eq!(stats[0].chips.len(), 4);
-    assert!(stats[0].chips.iter().all(|c| c.shares > 0), "every chip contributed: {:?}", stats[0].chips);
+    assert!(
+        stats[0].chips.iter().all(|c| c.shares > 0),
+        "every chip contributed: {:?}",
+        stats[0].chips
+    );
     // Every accepted block went through the journal.
     assert!(daemon.journal.entries(hearth::submit::Outcome::Accepted) >= blocks.len());
     assert_eq!(daemon.journal.entries(hearth::submit::Outcome::Rejected), 0);
@@ -53,22 +74,49 @@ async fn every_payout_type_gets_the_whole_reward() {
     let rpc = node.rpc().unwrap();
     for (kind, address, script) in common::addresses() {
         let journal = tempfile::tempdir().unwrap();
-        let config = common::config_for(&node, &address.to_string(), journal.path(), common::SIM_4_BM1370);
-        let daemon = Daemon::start(config).await.unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+        let config = common::config_for(
+            &node,
+            &address.to_string(),
+            journal.path(),
+            common::SIM_4_BM1370,
+        );
+        let daemon = Daemon::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e:#}"));
         let mut events = daemon.events.subscribe();
         let blocks = common::accepted_blocks(&mut events, 2, Duration::from_secs(60)).await;
         daemon.shutdown().await;
         for (height, hash) in blocks {
             let block = common::call(&rpc, "getblock", json!([hash.to_string(), 2])).await;
             let coinbase = &block["tx"][0];
-            let stats = common::call(&rpc, "getblockstats", json!([height, ["subsidy", "totalfee"]])).await;
+            let stats = common::call(
+                &rpc,
+                "getblockstats",
+                json!([height, ["subsidy", "totalfee"]]),
+            )
+            .await;
             let reward = stats["subsidy"].as_u64().unwrap() + stats["totalfee"].as_u64().unwrap();
             let outputs = coinbase["vout"].as_array().unwrap();
-            let paying: Vec<_> = outputs.iter().filter(|o| o["value"].as_f64().unwrap() > 0.0).collect();
+            let paying: Vec<_> = outputs
+                .iter()
+                .filter(|o| o["value"].as_f64().unwrap() > 0.0)
+                .collect();
             assert_eq!(paying.len(), 1, "{kind}: one paying output");
-            assert_eq!(paying[0]["scriptPubKey"]["hex"].as_str().unwrap(), hex::encode(script.as_bytes()), "{kind}");
-            assert_eq!((paying[0]["value"].as_f64().unwrap() * 1e8).round() as u64, reward, "{kind}: full reward");
-            assert_eq!(paying[0]["scriptPubKey"]["address"].as_str().unwrap(), address.to_string(), "{kind}");
+            assert_eq!(
+                paying[0]["scriptPubKey"]["hex"].as_str().unwrap(),
+                hex::encode(script.as_bytes()),
+                "{kind}"
+            );
+            assert_eq!(
+                (paying[0]["value"].as_f64().unwrap() * 1e8).round() as u64,
+                reward,
+                "{kind}: full reward"
+            );
+            assert_eq!(
+                paying[0]["scriptPubKey"]["address"].as_str().unwrap(),
+                address.to_string(),
+                "{kind}"
+            );
         }
     }
 }
@@ -83,10 +131,19 @@ async fn a_template_version_with_bits_inside_the_rolling_mask_still_gives_accept
     common::call(&rpc, "generatetoaddress", json!([144, burn])).await;
     let gbt = common::call(&rpc, "getblocktemplate", json!([{"rules": ["segwit"]}])).await;
     let version = gbt["version"].as_u64().unwrap() as u32;
-    assert_ne!(version & 0x1FFF_E000, 0, "template version {version:#x} has no bit inside the mask");
+    assert_ne!(
+        version & 0x1FFF_E000,
+        0,
+        "template version {version:#x} has no bit inside the mask"
+    );
     let journal = tempfile::tempdir().unwrap();
     let (_, address, _) = common::addresses().into_iter().next().unwrap();
-    let config = common::config_for(&node, &address.to_string(), journal.path(), common::SIM_4_BM1370);
+    let config = common::config_for(
+        &node,
+        &address.to_string(),
+        journal.path(),
+        common::SIM_4_BM1370,
+    );
     let daemon = Daemon::start(config).await.unwrap();
     let mut events = daemon.events.subscribe();
     let blocks = common::accepted_blocks(&mut events, 10, Duration::from_secs(60)).await;
@@ -109,11 +166,15 @@ async fn a_tip_change_from_outside_replaces_work_on_every_device() {
     let (_, address, _) = common::addresses().into_iter().next().unwrap();
     // Two boards finding about four results a second between them, with 400 ms of reply latency so that
     // results for replaced work come back after the change.
-    let devices = common::sim_device("a", 2, 30000.0, 400) + &common::sim_device("b", 2, 30000.0, 400);
+    let devices =
+        common::sim_device("a", 2, 30000.0, 400) + &common::sim_device("b", 2, 30000.0, 400);
     let config = common::config_for(&node, &address.to_string(), journal.path(), &devices);
     let daemon = Daemon::start(config).await.unwrap();
     let mut events = daemon.events.subscribe();
-    common::wait_event(&mut events, Duration::from_secs(30), "first work", |e| matches!(e, hearth::events::Event::NewWork { .. })).await;
+    common::wait_event(&mut events, Duration::from_secs(30), "first work", |e| {
+        matches!(e, hearth::events::Event::NewWork { .. })
+    })
+    .await;
     let burn = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
     let mut external = Vec::new();
     for round in 0..5 {
@@ -125,14 +186,23 @@ async fn a_tip_change_from_outside_replaces_work_on_every_device() {
         for index in 0..2 {
             loop {
                 let stats = daemon.sim(index).map(|s| s.stats());
-                let on_tip = stats.and_then(|s| s.last_job).is_some_and(|(_, prev)| prev == tip.to_byte_array());
+                let on_tip = stats
+                    .and_then(|s| s.last_job)
+                    .is_some_and(|(_, prev)| prev == tip.to_byte_array());
                 if on_tip {
                     break;
                 }
                 if changed.elapsed() > Duration::from_secs(10) {
-                    let last = daemon.sim(index).map(|s| s.stats()).and_then(|s| s.last_job);
+                    let last = daemon
+                        .sim(index)
+                        .map(|s| s.stats())
+                        .and_then(|s| s.last_job);
                     let prev = last.map(|(_, p)| bitcoin::BlockHash::from_byte_array(p));
-                    panic!("round {round}: board {index} never got work on {tip}; last job prev {prev:?}, height {}, sim {:?}", common::height(&rpc).await, daemon.sim(index).map(|s| s.stats()));
+                    panic!(
+                        "round {round}: board {index} never got work on {tip}; last job prev {prev:?}, height {}, sim {:?}",
+                        common::height(&rpc).await,
+                        daemon.sim(index).map(|s| s.stats())
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -141,12 +211,18 @@ async fn a_tip_change_from_outside_replaces_work_on_every_device() {
     }
     let stats = daemon.stats.snapshot();
     let stale: u64 = stats.iter().map(|d| d.stale).sum();
-    assert!(stale > 0, "late results for replaced work were not counted stale: {stats:?}");
+    assert!(
+        stale > 0,
+        "late results for replaced work were not counted stale: {stats:?}"
+    );
     // Blocks our boards found on replaced tips never displaced the node's blocks.
     daemon.shutdown().await;
     for tip in &external {
         let header = common::call(&rpc, "getblockheader", json!([tip.to_string()])).await;
-        assert!(header["confirmations"].as_i64().unwrap() > 0, "external block {tip} left the active chain");
+        assert!(
+            header["confirmations"].as_i64().unwrap() > 0,
+            "external block {tip} left the active chain"
+        );
     }
     assert!(stats.iter().all(|d| d.hardware_errors == 0));
 }
@@ -161,37 +237,90 @@ async fn blocks_with_real_transactions_and_a_witness_commitment_are_accepted() {
     let ours = bitcoin::Address::p2wpkh(&key.public, bitcoin::Network::Regtest);
     let hashes = common::call(&rpc, "generatetoaddress", json!([120, ours.to_string()])).await;
     // Spend the first 20 (mature) coinbases, signed here with rust-bitcoin; the node has no wallet.
-    let burn = bitcoin::Address::from_str("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080").unwrap().assume_checked();
+    let burn = bitcoin::Address::from_str("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080")
+        .unwrap()
+        .assume_checked();
     let mut txids = Vec::new();
     for hash in hashes.as_array().unwrap().iter().take(20) {
         let block = common::call(&rpc, "getblock", json!([hash, 2])).await;
         let coinbase = &block["tx"][0];
-        let outpoint = bitcoin::OutPoint { txid: coinbase["txid"].as_str().unwrap().parse().unwrap(), vout: 0 };
-        let value = bitcoin::Amount::from_btc(coinbase["vout"][0]["value"].as_f64().unwrap()).unwrap();
-        let tx = common::spend_p2wpkh(&key, outpoint, value, &burn.script_pubkey(), bitcoin::Amount::from_sat(10_000));
-        let txid = common::call(&rpc, "sendrawtransaction", json!([bitcoin::consensus::encode::serialize_hex(&tx)])).await;
+        let outpoint = bitcoin::OutPoint {
+            txid: coinbase["txid"].as_str().unwrap().parse().unwrap(),
+            vout: 0,
+        };
+        let value =
+            bitcoin::Amount::from_btc(coinbase["vout"][0]["value"].as_f64().unwrap()).unwrap();
+        let tx = common::spend_p2wpkh(
+            &key,
+            outpoint,
+            value,
+            &burn.script_pubkey(),
+            bitcoin::Amount::from_sat(10_000),
+        );
+        let txid = common::call(
+            &rpc,
+            "sendrawtransaction",
+            json!([bitcoin::consensus::encode::serialize_hex(&tx)]),
+        )
+        .await;
         txids.push(txid.as_str().unwrap().to_string());
     }
     let journal = tempfile::tempdir().unwrap();
-    let (_, payout, script) = common::addresses().into_iter().find(|(n, _, _)| *n == "P2TR").unwrap();
-    let config = common::config_for(&node, &payout.to_string(), journal.path(), common::SIM_4_BM1370);
+    let (_, payout, script) = common::addresses()
+        .into_iter()
+        .find(|(n, _, _)| *n == "P2TR")
+        .unwrap();
+    let config = common::config_for(
+        &node,
+        &payout.to_string(),
+        journal.path(),
+        common::SIM_4_BM1370,
+    );
     let daemon = Daemon::start(config).await.unwrap();
     let mut events = daemon.events.subscribe();
     let (height, hash) = common::accepted_blocks(&mut events, 1, Duration::from_secs(60)).await[0];
     daemon.shutdown().await;
     let block = common::call(&rpc, "getblock", json!([hash.to_string(), 2])).await;
-    let included: Vec<String> = block["tx"].as_array().unwrap().iter().map(|t| t["txid"].as_str().unwrap().to_string()).collect();
+    let included: Vec<String> = block["tx"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["txid"].as_str().unwrap().to_string())
+        .collect();
     for txid in &txids {
-        assert!(included.contains(txid), "{txid} missing from block {height}");
+        assert!(
+            included.contains(txid),
+            "{txid} missing from block {height}"
+        );
     }
     let coinbase = &block["tx"][0];
-    assert_eq!(coinbase["vout"][0]["scriptPubKey"]["hex"].as_str().unwrap(), hex::encode(script.as_bytes()));
+    assert_eq!(
+        coinbase["vout"][0]["scriptPubKey"]["hex"].as_str().unwrap(),
+        hex::encode(script.as_bytes())
+    );
     // The commitment output is there and the coinbase carries the witness reserved value.
-    let commitment = coinbase["vout"].as_array().unwrap().iter().any(|o| o["scriptPubKey"]["hex"].as_str().unwrap().starts_with("6a24aa21a9ed"));
+    let commitment = coinbase["vout"].as_array().unwrap().iter().any(|o| {
+        o["scriptPubKey"]["hex"]
+            .as_str()
+            .unwrap()
+            .starts_with("6a24aa21a9ed")
+    });
     assert!(commitment, "no witness commitment output");
-    assert_eq!(coinbase["vin"][0]["txinwitness"][0].as_str().unwrap(), "00".repeat(32));
-    let stats = common::call(&rpc, "getblockstats", json!([height, ["subsidy", "totalfee"]])).await;
-    assert_eq!(stats["totalfee"].as_u64().unwrap(), 20 * 10_000, "fees of the 20 transactions");
+    assert_eq!(
+        coinbase["vin"][0]["txinwitness"][0].as_str().unwrap(),
+        "00".repeat(32)
+    );
+    let stats = common::call(
+        &rpc,
+        "getblockstats",
+        json!([height, ["subsidy", "totalfee"]]),
+    )
+    .await;
+    assert_eq!(
+        stats["totalfee"].as_u64().unwrap(),
+        20 * 10_000,
+        "fees of the 20 transactions"
+    );
     let paid = (coinbase["vout"][0]["value"].as_f64().unwrap() * 1e8).round() as u64;
     assert_eq!(paid, stats["subsidy"].as_u64().unwrap() + 200_000);
 }
@@ -213,7 +342,9 @@ async fn the_node_dying_loses_no_block_and_mining_resumes_when_it_returns() {
     let mut candidates = Vec::new();
     let mut accepted = std::collections::HashSet::new();
     let mut note = |e: &hearth::events::Event| match e {
-        hearth::events::Event::BlockCandidate { height, hash, .. } => candidates.push((*height, *hash)),
+        hearth::events::Event::BlockCandidate { height, hash, .. } => {
+            candidates.push((*height, *hash))
+        }
         hearth::events::Event::BlockAccepted { hash, .. } => {
             accepted.insert(*hash);
         }
@@ -236,16 +367,29 @@ async fn the_node_dying_loses_no_block_and_mining_resumes_when_it_returns() {
         .iter()
         .find(|(_, h)| !accepted.contains(h))
         .expect("no block was found while the node was down");
-    let pending = std::fs::read_dir(journal.path().join("pending")).unwrap().count();
+    let pending = std::fs::read_dir(journal.path().join("pending"))
+        .unwrap()
+        .count();
     assert!(pending >= 1, "the candidate is not in the journal");
 
     node.restart().await.unwrap();
-    let accepted = common::wait_event(&mut events, Duration::from_secs(60), "the journalled block accepted", |e| {
-        matches!(e, hearth::events::Event::BlockAccepted { hash: h, .. } if *h == hash)
-    })
+    let accepted = common::wait_event(
+        &mut events,
+        Duration::from_secs(60),
+        "the journalled block accepted",
+        |e| matches!(e, hearth::events::Event::BlockAccepted { hash: h, .. } if *h == hash),
+    )
     .await;
-    assert!(matches!(accepted, hearth::events::Event::BlockAccepted { height: h, .. } if h == height));
-    assert_eq!(common::call(&rpc, "getblockhash", json!([height])).await.as_str().unwrap(), hash.to_string());
+    assert!(
+        matches!(accepted, hearth::events::Event::BlockAccepted { height: h, .. } if h == height)
+    );
+    assert_eq!(
+        common::call(&rpc, "getblockhash", json!([height]))
+            .await
+            .as_str()
+            .unwrap(),
+        hash.to_string()
+    );
     // ... and mining goes on on top of it.
     let more = common::accepted_blocks(&mut events, 2, Duration::from_secs(60)).await;
     assert!(more.iter().all(|(h, _)| *h > height));
@@ -283,7 +427,10 @@ async fn killing_the_daemon_between_find_and_submission_loses_nothing() {
     let start_height = common::height(&rpc).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while common::height(&rpc).await < start_height + 3 {
-        assert!(std::time::Instant::now() < deadline, "the daemon mined nothing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon mined nothing"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     node.terminate();
@@ -291,27 +438,50 @@ async fn killing_the_daemon_between_find_and_submission_loses_nothing() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let pending = loop {
         let files: Vec<_> = std::fs::read_dir(&pending_dir)
-            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
             .unwrap_or_default();
         if !files.is_empty() {
             break files;
         }
-        assert!(std::time::Instant::now() < deadline, "no journalled candidate while the node was down");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no journalled candidate while the node was down"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // Kill -9: no shutdown path runs.
     child.kill().unwrap();
     child.wait().unwrap();
-    let entry: hearth::submit::JournalEntry = serde_json::from_slice(&std::fs::read(&pending[0]).unwrap()).unwrap();
+    let entry: hearth::submit::JournalEntry =
+        serde_json::from_slice(&std::fs::read(&pending[0]).unwrap()).unwrap();
 
     node.restart().await.unwrap();
-    assert_ne!(common::height(&rpc).await, u64::from(entry.height), "the block must not be on the node yet");
+    assert_ne!(
+        common::height(&rpc).await,
+        u64::from(entry.height),
+        "the block must not be on the node yet"
+    );
     // A new daemon resubmits the journal before it mines.
     let config = common::config_for(&node, &address.to_string(), journal.path(), &devices);
     let daemon = Daemon::start(config).await.unwrap();
     let on_chain = common::call(&rpc, "getblockhash", json!([entry.height])).await;
-    assert_eq!(on_chain.as_str().unwrap(), entry.hash, "the journalled block is on the chain");
-    assert!(journal.path().join("accepted").join(format!("{:08}-{}.json", entry.height, entry.hash)).exists());
+    assert_eq!(
+        on_chain.as_str().unwrap(),
+        entry.hash,
+        "the journalled block is on the chain"
+    );
+    assert!(
+        journal
+            .path()
+            .join("accepted")
+            .join(format!("{:08}-{}.json", entry.height, entry.hash))
+            .exists()
+    );
     daemon.shutdown().await;
 }
 

@@ -295,7 +295,7 @@ impl NonceReply {
         }
         let n = self.nonce.swap_bytes();
         let index = if model.uses_chip_nonce_offset() {
-            ((n >> 9) & 0xFFFF) * u32::from(chip_count) >> 16
+            (((n >> 9) & 0xFFFF) * u32::from(chip_count)) >> 16
         } else {
             ((n >> 17) & 0xFF) / u32::from(crate::sequence::address_interval(chip_count))
         };

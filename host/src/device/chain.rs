@@ -138,7 +138,14 @@ where
     B: HostBaud,
 {
     let (rx, tx) = tokio::io::split(stream);
-    let mut chain = Chain::new(model, FromTokio::new(tx), FromTokio::new(rx), TokioDelay, baud, options);
+    let mut chain = Chain::new(
+        model,
+        FromTokio::new(tx),
+        FromTokio::new(rx),
+        TokioDelay,
+        baud,
+        options,
+    );
     let info = tokio::time::timeout(Duration::from_secs(120), chain.init())
         .await
         .map_err(|_| anyhow::anyhow!("chain bring-up took more than 2 minutes"))?
@@ -146,9 +153,23 @@ where
     let share_bits = share_floor + options.init.ticket_difficulty.trailing_zeros();
     tracing::info!(device = %ctx.name, chips = info.chip_count, model = %model, baud = info.baud,
         mhz = info.frequency_khz as f64 / 1000.0, share_bits, "chain ready");
-    ctx.stats.update(ctx.index, |d| d.chips.resize(usize::from(info.chip_count), Default::default()));
-    let _ = ctx.events.send(Event::DeviceUp { device: ctx.name.clone(), detail: format!("{} × {model} {detail}", info.chip_count) });
-    mine_chain(chain, ctx, model, info.chip_count, share_bits, job_interval(model)).await
+    ctx.stats.update(ctx.index, |d| {
+        d.chips
+            .resize(usize::from(info.chip_count), Default::default())
+    });
+    let _ = ctx.events.send(Event::DeviceUp {
+        device: ctx.name.clone(),
+        detail: format!("{} × {model} {detail}", info.chip_count),
+    });
+    mine_chain(
+        chain,
+        ctx,
+        model,
+        info.chip_count,
+        share_bits,
+        job_interval(model),
+    )
+    .await
 }
 
 /// An emulated chain in this process.
@@ -174,8 +195,16 @@ impl Device for SimDevice {
         options.init.per_chip_delay_ms = 0;
         options.init.ticket_difficulty = 1;
         options.enumeration_timeout_ms = 100 + self.config.latency.as_millis() as u32;
-        let result =
-            bring_up_and_mine(port.stream, port.baud, options, ctx, model, self.config.floor_bits, "(emulated)").await;
+        let result = bring_up_and_mine(
+            port.stream,
+            port.baud,
+            options,
+            ctx,
+            model,
+            self.config.floor_bits,
+            "(emulated)",
+        )
+        .await;
         port.handle.stop();
         result
     }
@@ -221,15 +250,32 @@ impl Device for SerialDevice {
         let port = serialport::new(&path, 115_200)
             .timeout(Duration::from_millis(100))
             .open_native()
-            .with_context(|| format!("cannot open serial port {path} (plugged in? permissions: dialout group?)"))?;
-        let control = port.try_clone_native().with_context(|| format!("cannot clone {path} for baud control"))?;
-        let stream = tokio_serial::SerialStream::try_from(port).with_context(|| format!("{path} is not pollable"))?;
+            .with_context(|| {
+                format!("cannot open serial port {path} (plugged in? permissions: dialout group?)")
+            })?;
+        let control = port
+            .try_clone_native()
+            .with_context(|| format!("cannot clone {path} for baud control"))?;
+        let stream = tokio_serial::SerialStream::try_from(port)
+            .with_context(|| format!("{path} is not pollable"))?;
         let mut options = ChainOptions::new(self.model, Some(self.chips));
         options.init.frequency_khz = self.frequency_khz;
         options.init.ticket_difficulty = self.ticket_difficulty;
         options.init.baud = self.baud;
-        let baud = SerialBaud { port: control, host_override: self.host_baud };
+        let baud = SerialBaud {
+            port: control,
+            host_override: self.host_baud,
+        };
         // Silicon reports only hashes with 32 leading zero bits before the ticket mask.
-        bring_up_and_mine(stream, baud, options, ctx, self.model, 32, &format!("on {path}")).await
+        bring_up_and_mine(
+            stream,
+            baud,
+            options,
+            ctx,
+            self.model,
+            32,
+            &format!("on {path}"),
+        )
+        .await
     }
 }

@@ -30,7 +30,10 @@ struct Shared {
 
 impl Device for CpuDevice {
     async fn run(&mut self, ctx: &mut DeviceContext) -> anyhow::Result<()> {
-        let factory = std::mem::replace(&mut ctx.factory, JobFactory::new(0, Arc::new(AtomicU64::new(0)), 0));
+        let factory = std::mem::replace(
+            &mut ctx.factory,
+            JobFactory::new(0, Arc::new(AtomicU64::new(0)), 0),
+        );
         let shared = Arc::new(Shared {
             work: Mutex::new(ctx.work.borrow_and_update().clone()),
             generation: AtomicU64::new(1),
@@ -40,10 +43,20 @@ impl Device for CpuDevice {
         let mut threads = Vec::new();
         for t in 0..self.threads {
             let (shared, stop, found) = (shared.clone(), stop.clone(), ctx.found.clone());
-            let (index, name, bits, count) = (ctx.index, ctx.name.clone(), self.share_bits, self.threads as u32);
-            threads.push(std::thread::spawn(move || hash_thread(t as u32, count, bits, index, name, shared, stop, found)));
+            let (index, name, bits, count) = (
+                ctx.index,
+                ctx.name.clone(),
+                self.share_bits,
+                self.threads as u32,
+            );
+            threads.push(std::thread::spawn(move || {
+                hash_thread(t as u32, count, bits, index, name, shared, stop, found)
+            }));
         }
-        let _ = ctx.events.send(Event::DeviceUp { device: ctx.name.clone(), detail: format!("cpu, {} threads", self.threads) });
+        let _ = ctx.events.send(Event::DeviceUp {
+            device: ctx.name.clone(),
+            detail: format!("cpu, {} threads", self.threads),
+        });
         loop {
             tokio::select! {
                 _ = ctx.cancel.cancelled() => break,
@@ -64,7 +77,8 @@ impl Device for CpuDevice {
         }
         // Give the factory back so a restart continues the extranonce sequence.
         if let Ok(mut f) = shared.factory.lock() {
-            ctx.factory = std::mem::replace(&mut *f, JobFactory::new(0, Arc::new(AtomicU64::new(0)), 0));
+            ctx.factory =
+                std::mem::replace(&mut *f, JobFactory::new(0, Arc::new(AtomicU64::new(0)), 0));
         }
         Ok(())
     }
@@ -96,7 +110,9 @@ fn hash_thread(
         let mut first = [0u8; 64];
         first.copy_from_slice(&header[..64]);
         let ms = midstate(&first);
-        let word = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+        let word = |at: usize| {
+            u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
         let tail: TailWords = [word(64), word(68), word(72)];
         let mut n = u64::from(thread);
         while n + u64::from(threads) <= u64::from(u32::MAX) {
@@ -122,7 +138,8 @@ fn hash_thread(
             n += 2 * u64::from(threads);
             // Check for new work every 64k hashes (a few ms).
             if n & 0xFFFF < 2 * u64::from(threads)
-                && (stop.load(Ordering::Relaxed) || shared.generation.load(Ordering::SeqCst) != generation)
+                && (stop.load(Ordering::Relaxed)
+                    || shared.generation.load(Ordering::SeqCst) != generation)
             {
                 break;
             }

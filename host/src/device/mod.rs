@@ -62,7 +62,10 @@ pub async fn supervise<D: Device>(mut device: D, mut ctx: DeviceContext) {
                     return;
                 }
                 tracing::error!(device = %ctx.name, error = %format!("{e:#}"), "device failed; restarting it");
-                let _ = ctx.events.send(Event::DeviceError { device: ctx.name.clone(), error: format!("{e:#}") });
+                let _ = ctx.events.send(Event::DeviceError {
+                    device: ctx.name.clone(),
+                    error: format!("{e:#}"),
+                });
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_secs(1);
                 }

@@ -30,7 +30,11 @@ pub struct ChainInfo {
 /// Wait for the node to answer (up to `connect_timeout` while it is unreachable or warming up),
 /// check its network, and wait out initial block download (not on regtest, where a fresh chain
 /// stays "in IBD" until its first block and `getblocktemplate` works regardless).
-pub async fn wait_ready(rpc: &RpcClient, network: Network, connect_timeout: Duration) -> anyhow::Result<ChainInfo> {
+pub async fn wait_ready(
+    rpc: &RpcClient,
+    network: Network,
+    connect_timeout: Duration,
+) -> anyhow::Result<ChainInfo> {
     let mut last_log = tokio::time::Instant::now() - Duration::from_secs(60);
     let info: ChainInfo = rpc
         .call_retrying("getblockchaininfo", json!([]), connect_timeout, |e| {
@@ -53,25 +57,44 @@ pub async fn wait_ready(rpc: &RpcClient, network: Network, connect_timeout: Dura
         })?;
     let expected = core_chain_name(network);
     if info.chain != expected {
-        bail!("the node at {} is on {:?} but node.network says {expected:?}", rpc.url(), info.chain);
+        bail!(
+            "the node at {} is on {:?} but node.network says {expected:?}",
+            rpc.url(),
+            info.chain
+        );
     }
     if network == Network::Regtest || !info.initial_block_download {
         return Ok(info);
     }
-    tracing::info!(blocks = info.blocks, headers = info.headers, "node is in initial block download; waiting");
+    tracing::info!(
+        blocks = info.blocks,
+        headers = info.headers,
+        "node is in initial block download; waiting"
+    );
     loop {
         tokio::time::sleep(Duration::from_secs(30)).await;
-        let info: ChainInfo = rpc.call("getblockchaininfo", json!([])).await.context("waiting out initial block download")?;
+        let info: ChainInfo = rpc
+            .call("getblockchaininfo", json!([]))
+            .await
+            .context("waiting out initial block download")?;
         if !info.initial_block_download {
             return Ok(info);
         }
-        tracing::info!(blocks = info.blocks, headers = info.headers, "still in initial block download");
+        tracing::info!(
+            blocks = info.blocks,
+            headers = info.headers,
+            "still in initial block download"
+        );
     }
 }
 
 /// Cross-check the payout with the node: it must call the address valid for its chain and derive
 /// the very script we will pay.
-pub async fn check_payout(rpc: &RpcClient, address: &Address, script: &ScriptBuf) -> anyhow::Result<()> {
+pub async fn check_payout(
+    rpc: &RpcClient,
+    address: &Address,
+    script: &ScriptBuf,
+) -> anyhow::Result<()> {
     #[derive(Deserialize)]
     struct Validation {
         isvalid: bool,
@@ -80,14 +103,22 @@ pub async fn check_payout(rpc: &RpcClient, address: &Address, script: &ScriptBuf
         #[serde(default)]
         error: Option<String>,
     }
-    let v: Validation = rpc.call("validateaddress", json!([address.to_string()])).await.context("validateaddress")?;
+    let v: Validation = rpc
+        .call("validateaddress", json!([address.to_string()]))
+        .await
+        .context("validateaddress")?;
     if !v.isvalid {
-        bail!("the node says payout address {address} is invalid: {}", v.error.unwrap_or_default());
+        bail!(
+            "the node says payout address {address} is invalid: {}",
+            v.error.unwrap_or_default()
+        );
     }
     let ours = hex::encode(script.as_bytes());
     match v.script_pubkey {
         Some(theirs) if theirs == ours => Ok(()),
-        theirs => bail!("payout script mismatch for {address}: node derives {theirs:?}, Hearth derives {ours}"),
+        theirs => bail!(
+            "payout script mismatch for {address}: node derives {theirs:?}, Hearth derives {ours}"
+        ),
     }
 }
 
@@ -101,19 +132,35 @@ pub async fn check_zmq(rpc: &RpcClient, endpoint: &str) -> anyhow::Result<()> {
     }
     let list: Vec<Notification> = match rpc.call("getzmqnotifications", json!([])).await {
         Ok(list) => list,
-        Err(RpcError::Rpc { code: code::METHOD_NOT_FOUND, .. }) => {
-            bail!("node.zmq_hashblock is set but this bitcoind was built without ZMQ; remove the key or rebuild with ZMQ")
+        Err(RpcError::Rpc {
+            code: code::METHOD_NOT_FOUND,
+            ..
+        }) => {
+            bail!(
+                "node.zmq_hashblock is set but this bitcoind was built without ZMQ; remove the key or rebuild with ZMQ"
+            )
         }
         Err(e) => return Err(e).context("getzmqnotifications"),
     };
-    if list.iter().any(|n| n.kind == "pubhashblock" && same_endpoint(&n.address, endpoint)) {
+    if list
+        .iter()
+        .any(|n| n.kind == "pubhashblock" && same_endpoint(&n.address, endpoint))
+    {
         return Ok(());
     }
-    let have: Vec<String> = list.iter().map(|n| format!("{} {}", n.kind, n.address)).collect();
-    bail!("the node does not publish hashblock on {endpoint} (it has: {have:?}); add zmqpubhashblock={endpoint} to bitcoin.conf")
+    let have: Vec<String> = list
+        .iter()
+        .map(|n| format!("{} {}", n.kind, n.address))
+        .collect();
+    bail!(
+        "the node does not publish hashblock on {endpoint} (it has: {have:?}); add zmqpubhashblock={endpoint} to bitcoin.conf"
+    )
 }
 
 fn same_endpoint(a: &str, b: &str) -> bool {
-    let norm = |s: &str| s.replace("0.0.0.0", "127.0.0.1").replace("localhost", "127.0.0.1");
+    let norm = |s: &str| {
+        s.replace("0.0.0.0", "127.0.0.1")
+            .replace("localhost", "127.0.0.1")
+    };
     norm(a) == norm(b)
 }

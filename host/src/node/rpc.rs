@@ -24,7 +24,11 @@ impl std::fmt::Debug for Auth {
         match self {
             Auth::Cookie(path) => f.debug_tuple("Cookie").field(path).finish(),
             // Never log the password.
-            Auth::UserPass(user, _) => f.debug_tuple("UserPass").field(user).field(&"<redacted>").finish(),
+            Auth::UserPass(user, _) => f
+                .debug_tuple("UserPass")
+                .field(user)
+                .field(&"<redacted>")
+                .finish(),
         }
     }
 }
@@ -59,13 +63,17 @@ pub enum RpcError {
         timeout: Duration,
     },
     /// HTTP 401/403.
-    #[error("node refused the credentials ({detail}): check rpcuser/rpcpassword or the cookie file")]
+    #[error(
+        "node refused the credentials ({detail}): check rpcuser/rpcpassword or the cookie file"
+    )]
     Auth {
         /// Which credentials were used.
         detail: String,
     },
     /// The cookie file could not be read.
-    #[error("cannot read the node's cookie file {path}: {reason} (is bitcoind running with this datadir and network?)")]
+    #[error(
+        "cannot read the node's cookie file {path}: {reason} (is bitcoind running with this datadir and network?)"
+    )]
     Cookie {
         /// Cookie path.
         path: PathBuf,
@@ -96,7 +104,9 @@ impl RpcError {
     /// Worth retrying the same call later: the node is down, busy or warming up.
     pub fn is_transient(&self) -> bool {
         match self {
-            RpcError::Unreachable { .. } | RpcError::Timeout { .. } | RpcError::Cookie { .. } => true,
+            RpcError::Unreachable { .. } | RpcError::Timeout { .. } | RpcError::Cookie { .. } => {
+                true
+            }
             RpcError::Rpc { code, .. } => *code == code::IN_WARMUP,
             RpcError::Auth { .. } | RpcError::Malformed { .. } => false,
         }
@@ -126,8 +136,19 @@ impl RpcClient {
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(4)
             .build()
-            .map_err(|e| RpcError::Unreachable { url: url.clone(), reason: e.to_string() })?;
-        Ok(RpcClient { inner: Arc::new(Inner { url, auth, http, timeout, next_id: AtomicU64::new(1) }) })
+            .map_err(|e| RpcError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(RpcClient {
+            inner: Arc::new(Inner {
+                url,
+                auth,
+                http,
+                timeout,
+                next_id: AtomicU64::new(1),
+            }),
+        })
     }
 
     /// RPC URL.
@@ -144,20 +165,34 @@ impl RpcClient {
         match &self.inner.auth {
             Auth::UserPass(user, pass) => Ok((user.clone(), pass.clone(), format!("user {user}"))),
             Auth::Cookie(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| RpcError::Cookie { path: path.clone(), reason: e.to_string() })?;
-                let (user, pass) = text.trim().split_once(':').ok_or_else(|| RpcError::Cookie {
+                let text = std::fs::read_to_string(path).map_err(|e| RpcError::Cookie {
                     path: path.clone(),
-                    reason: "not in user:password form".into(),
+                    reason: e.to_string(),
                 })?;
-                Ok((user.to_string(), pass.to_string(), format!("cookie {}", path.display())))
+                let (user, pass) = text
+                    .trim()
+                    .split_once(':')
+                    .ok_or_else(|| RpcError::Cookie {
+                        path: path.clone(),
+                        reason: "not in user:password form".into(),
+                    })?;
+                Ok((
+                    user.to_string(),
+                    pass.to_string(),
+                    format!("cookie {}", path.display()),
+                ))
             }
         }
     }
 
     /// Call `method` with the default timeout.
-    pub async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, RpcError> {
-        self.call_with_timeout(method, params, self.inner.timeout).await
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<T, RpcError> {
+        self.call_with_timeout(method, params, self.inner.timeout)
+            .await
     }
 
     /// Call `method` with a specific timeout (long for GBT longpoll).
@@ -168,40 +203,73 @@ impl RpcClient {
         timeout: Duration,
     ) -> Result<T, RpcError> {
         let value = self.call_raw(method, params, timeout).await?;
-        serde_json::from_value(value)
-            .map_err(|e| RpcError::Malformed { method: method.to_string(), reason: e.to_string() })
+        serde_json::from_value(value).map_err(|e| RpcError::Malformed {
+            method: method.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// Call and return the raw `result` value.
-    pub async fn call_raw(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, RpcError> {
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, RpcError> {
         let bytes = self.call_bytes(method, params, timeout).await?;
         parse_reply(method, &bytes)
     }
 
     /// Call and return the whole HTTP body (for large replies parsed elsewhere, e.g. on a
     /// blocking thread).
-    pub async fn call_bytes(&self, method: &str, params: Value, timeout: Duration) -> Result<Vec<u8>, RpcError> {
+    pub async fn call_bytes(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RpcError> {
         let (user, pass, detail) = self.credentials()?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "1.0", "id": id, "method": method, "params": params});
-        let request = self.inner.http.post(&self.inner.url).basic_auth(user, Some(pass)).json(&body).timeout(timeout);
-        let response = request.send().await.map_err(|e| self.transport_error(method, timeout, &e))?;
+        let request = self
+            .inner
+            .http
+            .post(&self.inner.url)
+            .basic_auth(user, Some(pass))
+            .json(&body)
+            .timeout(timeout);
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(method, timeout, &e))?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(RpcError::Auth { detail });
         }
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(method, timeout, &e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(method, timeout, &e))?;
         if bytes.is_empty() {
-            return Err(RpcError::Malformed { method: method.into(), reason: format!("empty body (HTTP {status})") });
+            return Err(RpcError::Malformed {
+                method: method.into(),
+                reason: format!("empty body (HTTP {status})"),
+            });
         }
         Ok(bytes.to_vec())
     }
 
     fn transport_error(&self, method: &str, timeout: Duration, e: &reqwest::Error) -> RpcError {
         if e.is_timeout() {
-            RpcError::Timeout { method: method.to_string(), timeout }
+            RpcError::Timeout {
+                method: method.to_string(),
+                timeout,
+            }
         } else if e.is_decode() || e.is_body() {
-            RpcError::Malformed { method: method.to_string(), reason: e.to_string() }
+            RpcError::Malformed {
+                method: method.to_string(),
+                reason: e.to_string(),
+            }
         } else {
             let mut reason = e.to_string();
             let mut source = std::error::Error::source(e);
@@ -209,7 +277,10 @@ impl RpcClient {
                 reason = format!("{reason}: {s}");
                 source = s.source();
             }
-            RpcError::Unreachable { url: self.inner.url.clone(), reason }
+            RpcError::Unreachable {
+                url: self.inner.url.clone(),
+                reason,
+            }
         }
     }
 
@@ -253,10 +324,17 @@ pub fn parse_reply(method: &str, body: &[u8]) -> Result<Value, RpcError> {
     }
     let reply: Reply = serde_json::from_slice(body).map_err(|e| RpcError::Malformed {
         method: method.to_string(),
-        reason: format!("{e} (body starts {:?})", String::from_utf8_lossy(&body[..body.len().min(80)])),
+        reason: format!(
+            "{e} (body starts {:?})",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        ),
     })?;
     match reply.error {
-        Some(err) => Err(RpcError::Rpc { method: method.to_string(), code: err.code, message: err.message }),
+        Some(err) => Err(RpcError::Rpc {
+            method: method.to_string(),
+            code: err.code,
+            message: err.message,
+        }),
         None => Ok(reply.result),
     }
 }
@@ -276,13 +354,18 @@ pub fn parse_reply_error_only(method: &str, body: &[u8]) -> Result<(), RpcError>
     }
     // Skim for the error without building the whole result (it may be megabytes).
     match serde_json::from_slice::<ErrorOnly>(body) {
-        Ok(ErrorOnly { error: Some(err) }) => {
-            Err(RpcError::Rpc { method: method.to_string(), code: err.code, message: err.message })
-        }
+        Ok(ErrorOnly { error: Some(err) }) => Err(RpcError::Rpc {
+            method: method.to_string(),
+            code: err.code,
+            message: err.message,
+        }),
         Ok(_) => Ok(()),
         Err(e) => Err(RpcError::Malformed {
             method: method.to_string(),
-            reason: format!("{e} (body starts {:?})", String::from_utf8_lossy(&body[..body.len().min(80)])),
+            reason: format!(
+                "{e} (body starts {:?})",
+                String::from_utf8_lossy(&body[..body.len().min(80)])
+            ),
         }),
     }
 }
@@ -293,9 +376,15 @@ mod tests {
 
     #[test]
     fn replies_and_errors_parse() {
-        assert_eq!(parse_reply("x", br#"{"result":5,"error":null,"id":1}"#).unwrap(), json!(5));
-        let err = parse_reply("getblocktemplate", br#"{"result":null,"error":{"code":-28,"message":"Loading block index..."},"id":1}"#)
-            .unwrap_err();
+        assert_eq!(
+            parse_reply("x", br#"{"result":5,"error":null,"id":1}"#).unwrap(),
+            json!(5)
+        );
+        let err = parse_reply(
+            "getblocktemplate",
+            br#"{"result":null,"error":{"code":-28,"message":"Loading block index..."},"id":1}"#,
+        )
+        .unwrap_err();
         assert!(err.is_transient(), "{err}");
         assert!(err.to_string().contains("-28"));
         let err = parse_reply("getblocktemplate", br#"{"result": {"version": 5"#).unwrap_err();

@@ -59,7 +59,8 @@ pub struct TemplateSource {
     pub cancel: CancellationToken,
 }
 
-/// Fetch and parse a template; large replies are parsed on a blocking thread.
+/// Fetch and parse a template (a few milliseconds even for a full mainnet template, so it is
+/// parsed in place rather than on a blocking thread).
 pub async fn fetch_template(
     rpc: &RpcClient,
     longpoll_id: Option<&str>,
@@ -69,16 +70,15 @@ pub async fn fetch_template(
     if let Some(id) = longpoll_id {
         request["longpollid"] = json!(id);
     }
-    let body = rpc.call_bytes("getblocktemplate", json!([request]), timeout).await?;
-    let parse = move || -> Result<BlockTemplate, RpcError> {
-        // An RPC error comes back as {"result": null, "error": {...}}: surface it as such.
-        if let Err(e) = super::rpc::parse_reply_error_only("getblocktemplate", &body) {
-            return Err(e);
-        }
-        parse_template_reply(&body)
-            .map_err(|e| RpcError::Malformed { method: "getblocktemplate".into(), reason: e.to_string() })
-    };
-    parse()
+    let body = rpc
+        .call_bytes("getblocktemplate", json!([request]), timeout)
+        .await?;
+    // An RPC error comes back as {"result": null, "error": {...}}: surface it as such.
+    super::rpc::parse_reply_error_only("getblocktemplate", &body)?;
+    parse_template_reply(body).map_err(|e| RpcError::Malformed {
+        method: "getblocktemplate".into(),
+        reason: e.to_string(),
+    })
 }
 
 struct State {
@@ -168,7 +168,12 @@ impl TemplateSource {
 
     /// `after_submit`: the submitter has answered for the block we are waiting on, so mining may
     /// resume even if the tip did not move (the block was refused or lost the race).
-    async fn fetch_and_publish(&mut self, state: &mut State, fee_refresh: bool, after_submit: bool) {
+    async fn fetch_and_publish(
+        &mut self,
+        state: &mut State,
+        fee_refresh: bool,
+        after_submit: bool,
+    ) {
         match fetch_template(&self.rpc, None, self.rpc.timeout()).await {
             Ok(template) => {
                 if fee_refresh {
@@ -186,7 +191,9 @@ impl TemplateSource {
                 state.node_down_since = Some(Instant::now());
                 tracing::warn!(error = %e, grace = ?self.config.node_loss_grace,
                     "node unreachable; mining continues on the last template for the grace period, then pauses");
-                let _ = self.events.send(Event::NodeDown { error: e.to_string() });
+                let _ = self.events.send(Event::NodeDown {
+                    error: e.to_string(),
+                });
             }
             self.check_grace(state);
         } else {
@@ -211,7 +218,9 @@ impl TemplateSource {
             } else {
                 tracing::warn!(reason, "mining paused");
             }
-            let _ = self.events.send(Event::Paused { reason: reason.to_string() });
+            let _ = self.events.send(Event::Paused {
+                reason: reason.to_string(),
+            });
         }
         state.paused = Some(reason.to_string());
         self.work.send_replace(None);
@@ -234,19 +243,36 @@ impl TemplateSource {
         } else {
             state.waiting_on = None;
         }
-        let new_tip = state.current.as_ref().is_none_or(|w| w.prev_blockhash() != template.prev_blockhash);
+        let new_tip = state
+            .current
+            .as_ref()
+            .is_none_or(|w| w.prev_blockhash() != template.prev_blockhash);
         let same_as_current = state.current.as_ref().is_some_and(|w| {
             !new_tip
                 && w.template.coinbase_value == template.coinbase_value
                 && w.template.transactions.len() == template.transactions.len()
-                && w.template.transactions.iter().zip(&template.transactions).all(|(a, b)| a.txid == b.txid)
+                && w.template
+                    .transactions
+                    .iter()
+                    .zip(&template.transactions)
+                    .all(|(a, b)| a.txid == b.txid)
         });
         if same_as_current && state.paused.is_none() {
             return;
         }
         state.generation += 1;
-        let (height, prev, transactions) = (template.height, template.prev_blockhash, template.transactions.len());
-        match TemplateWork::new(state.generation, template, &self.config.payout, &self.config.tag, new_tip) {
+        let (height, prev, transactions) = (
+            template.height,
+            template.prev_blockhash,
+            template.transactions.len(),
+        );
+        match TemplateWork::new(
+            state.generation,
+            template,
+            &self.config.payout,
+            &self.config.tag,
+            new_tip,
+        ) {
             Ok(work) => {
                 let work = Arc::new(work);
                 state.current = Some(work.clone());
@@ -259,7 +285,12 @@ impl TemplateSource {
                 } else {
                     tracing::debug!(height, transactions, "template refreshed");
                 }
-                let _ = self.events.send(Event::NewWork { height, prev, transactions, new_tip });
+                let _ = self.events.send(Event::NewWork {
+                    height,
+                    prev,
+                    transactions,
+                    new_tip,
+                });
             }
             Err(e) => {
                 tracing::error!(error = %e, height, "refusing the node's template");

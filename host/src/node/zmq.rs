@@ -9,7 +9,11 @@ use zeromq::{Socket, SocketRecv, SubSocket};
 
 /// Subscribe to `hashblock` on `endpoint` and send one `()` per notification until cancelled.
 /// Reconnects with backoff when the connection fails.
-pub async fn watch_hashblock(endpoint: String, notify: mpsc::Sender<()>, cancel: CancellationToken) {
+pub async fn watch_hashblock(
+    endpoint: String,
+    notify: mpsc::Sender<()>,
+    cancel: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(500);
     while !cancel.is_cancelled() {
         let mut socket = SubSocket::new();

@@ -7,11 +7,11 @@
 
 use bitcoin::blockdata::opcodes::all::OP_RETURN;
 use bitcoin::blockdata::script::{Builder, PushBytesBuf};
-use bitcoin::consensus::encode::{serialize, VarInt};
+use bitcoin::consensus::encode::{VarInt, serialize};
 use bitcoin::hashes::{Hash, sha256d};
 use bitcoin::{
-    Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode, TxOut, Txid, Witness, WitnessMerkleNode,
-    Wtxid, absolute, transaction,
+    Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode, TxOut, Txid, Witness,
+    WitnessMerkleNode, Wtxid, absolute, transaction,
 };
 
 use super::gbt::BlockTemplate;
@@ -25,7 +25,9 @@ pub const MAX_COINBASE_SCRIPT_SIG: usize = 100;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CoinbaseError {
     /// Height push + extranonce + tag would exceed 100 bytes.
-    #[error("coinbase scriptSig would be {len} bytes (limit 100): shorten the tag ({tag_len} bytes)")]
+    #[error(
+        "coinbase scriptSig would be {len} bytes (limit 100): shorten the tag ({tag_len} bytes)"
+    )]
     ScriptSigTooLong {
         /// Resulting length.
         len: usize,
@@ -33,7 +35,9 @@ pub enum CoinbaseError {
         tag_len: usize,
     },
     /// Our recomputation of the witness commitment differs from the node's.
-    #[error("witness commitment mismatch: node says {node}, recomputed {ours}; refusing the template")]
+    #[error(
+        "witness commitment mismatch: node says {node}, recomputed {ours}; refusing the template"
+    )]
     WitnessCommitmentMismatch {
         /// The node's commitment script, hex.
         node: String,
@@ -86,7 +90,10 @@ impl CoinbaseTemplate {
 
     /// The coinbase transaction for an extranonce, with the witness reserved value when the
     /// block commits to witnesses.
-    pub fn transaction(&self, extranonce: &[u8]) -> Result<Transaction, bitcoin::consensus::encode::Error> {
+    pub fn transaction(
+        &self,
+        extranonce: &[u8],
+    ) -> Result<Transaction, bitcoin::consensus::encode::Error> {
         let mut tx: Transaction = bitcoin::consensus::deserialize(&self.legacy_bytes(extranonce))?;
         if self.has_witness_commitment {
             tx.input[0].witness = Witness::from_slice(&[[0u8; 32]]);
@@ -98,7 +105,8 @@ impl CoinbaseTemplate {
 /// The witness commitment output script for a template: OP_RETURN, 0xaa21a9ed, then
 /// sha256d(witness merkle root ‖ 32 zero bytes), with the coinbase's wtxid taken as zero (BIP141).
 pub fn witness_commitment_script(template: &BlockTemplate) -> ScriptBuf {
-    let leaves = std::iter::once(Wtxid::all_zeros()).chain(template.transactions.iter().map(|t| t.wtxid));
+    let leaves =
+        std::iter::once(Wtxid::all_zeros()).chain(template.transactions.iter().map(|t| t.wtxid));
     let root = bitcoin::merkle_tree::calculate_root(leaves.map(|w| w.to_raw_hash()))
         .map(WitnessMerkleNode::from_raw_hash)
         .unwrap_or_else(WitnessMerkleNode::all_zeros);
@@ -108,27 +116,42 @@ pub fn witness_commitment_script(template: &BlockTemplate) -> ScriptBuf {
     let mut payload = [0u8; 36];
     payload[..4].copy_from_slice(&[0xaa, 0x21, 0xa9, 0xed]);
     payload[4..].copy_from_slice(commitment.as_byte_array());
-    Builder::new().push_opcode(OP_RETURN).push_slice(payload).into_script()
+    Builder::new()
+        .push_opcode(OP_RETURN)
+        .push_slice(payload)
+        .into_script()
 }
 
 /// Build the coinbase for `template` paying `payout` the whole reward, tagged with `tag`.
-pub fn build_coinbase(template: &BlockTemplate, payout: &ScriptBuf, tag: &[u8]) -> Result<CoinbaseTemplate, CoinbaseError> {
+pub fn build_coinbase(
+    template: &BlockTemplate,
+    payout: &ScriptBuf,
+    tag: &[u8],
+) -> Result<CoinbaseTemplate, CoinbaseError> {
     // scriptSig: <height> <8-byte extranonce> [<tag>]. BIP34: CScript() << height, which is
     // OP_1..OP_16 for heights 1..16 and a minimal little-endian push above (push_int does both).
     let mut tag_push = PushBytesBuf::new();
     // Tags longer than a push are cut by the length check below, not here.
     let tag_ok = tag_push.extend_from_slice(tag).is_ok();
     let placeholder = [0u8; EXTRANONCE_SIZE];
-    let mut builder = Builder::new().push_int(i64::from(template.height)).push_slice(placeholder);
+    let mut builder = Builder::new()
+        .push_int(i64::from(template.height))
+        .push_slice(placeholder);
     if !tag.is_empty() {
         builder = builder.push_slice(&tag_push);
     }
     let script_sig = builder.into_script();
     if script_sig.len() > MAX_COINBASE_SCRIPT_SIG || !tag_ok {
-        return Err(CoinbaseError::ScriptSigTooLong { len: script_sig.len(), tag_len: tag.len() });
+        return Err(CoinbaseError::ScriptSigTooLong {
+            len: script_sig.len(),
+            tag_len: tag.len(),
+        });
     }
 
-    let mut outputs = vec![TxOut { value: template.coinbase_value, script_pubkey: payout.clone() }];
+    let mut outputs = vec![TxOut {
+        value: template.coinbase_value,
+        script_pubkey: payout.clone(),
+    }];
     if let Some(node_commitment) = &template.default_witness_commitment {
         let ours = witness_commitment_script(template);
         if &ours != node_commitment {
@@ -137,7 +160,10 @@ pub fn build_coinbase(template: &BlockTemplate, payout: &ScriptBuf, tag: &[u8]) 
                 ours: hex::encode(ours.as_bytes()),
             });
         }
-        outputs.push(TxOut { value: Amount::ZERO, script_pubkey: ours });
+        outputs.push(TxOut {
+            value: Amount::ZERO,
+            script_pubkey: ours,
+        });
     }
     let tx = Transaction {
         version: transaction::Version::TWO,
@@ -155,7 +181,10 @@ pub fn build_coinbase(template: &BlockTemplate, payout: &ScriptBuf, tag: &[u8]) 
     let legacy = serialize(&tx);
     // Offset of the extranonce: version (4) + input count (1) + prevout (36) + scriptSig length
     // varint + height push + the extranonce's push opcode (1).
-    let height_push_len = Builder::new().push_int(i64::from(template.height)).into_script().len();
+    let height_push_len = Builder::new()
+        .push_int(i64::from(template.height))
+        .into_script()
+        .len();
     let offset = 4 + 1 + 36 + VarInt(script_sig.len() as u64).size() + height_push_len + 1;
     debug_assert_eq!(&legacy[offset..offset + EXTRANONCE_SIZE], &placeholder);
     let has_witness_commitment = template.default_witness_commitment.is_some();
@@ -172,12 +201,24 @@ pub fn build_coinbase(template: &BlockTemplate, payout: &ScriptBuf, tag: &[u8]) 
         + weight
         + template.transactions.iter().map(|t| t.weight).sum::<u64>();
     if block_weight > template.weight_limit {
-        return Err(CoinbaseError::OverLimit { what: "weight", value: block_weight, limit: template.weight_limit });
+        return Err(CoinbaseError::OverLimit {
+            what: "weight",
+            value: block_weight,
+            limit: template.weight_limit,
+        });
     }
-    let coinbase_sigops: u64 = with_witness.output.iter().map(|o| o.script_pubkey.count_sigops_legacy() as u64 * 4).sum();
+    let coinbase_sigops: u64 = with_witness
+        .output
+        .iter()
+        .map(|o| o.script_pubkey.count_sigops_legacy() as u64 * 4)
+        .sum();
     let sigops = coinbase_sigops + template.transactions.iter().map(|t| t.sigops).sum::<u64>();
     if sigops > template.sigop_limit {
-        return Err(CoinbaseError::OverLimit { what: "sigop", value: sigops, limit: template.sigop_limit });
+        return Err(CoinbaseError::OverLimit {
+            what: "sigop",
+            value: sigops,
+            limit: template.sigop_limit,
+        });
     }
 
     Ok(CoinbaseTemplate {
@@ -197,7 +238,9 @@ pub fn coinbase_merkle_branch(txids: &[Txid]) -> Vec<TxMerkleNode> {
         branch.push(TxMerkleNode::from_raw_hash(level[0]));
         // The coinbase's running hash sits in front of `level`; with it the level's length is
         // odd when `level` is even, so the last hash is paired with itself.
-        if level.len() % 2 == 0 && let Some(last) = level.last().copied() {
+        if level.len().is_multiple_of(2)
+            && let Some(last) = level.last().copied()
+        {
             level.push(last);
         }
         level = level[1..]

@@ -18,8 +18,8 @@ use bitcoin::consensus::encode::{VarInt, serialize};
 use bitcoin::{Block, BlockHash, ScriptBuf, TxMerkleNode};
 
 use crate::template::{
-    BlockTemplate, CoinbaseTemplate, EXTRANONCE_SIZE, build_coinbase, coinbase::CoinbaseError, coinbase_merkle_branch,
-    merkle_root,
+    BlockTemplate, CoinbaseTemplate, EXTRANONCE_SIZE, build_coinbase, coinbase::CoinbaseError,
+    coinbase_merkle_branch, merkle_root,
 };
 
 /// BIP320 general-purpose version bits.
@@ -53,10 +53,35 @@ impl TemplateWork {
         tag: &[u8],
         new_tip: bool,
     ) -> Result<Self, CoinbaseError> {
-        let coinbase = build_coinbase(&template, payout, tag)?;
+        // The witness-commitment check (inside build_coinbase) and the txid branch each hash
+        // every transaction id once; on large templates do them on two cores.
         let txids: Vec<_> = template.transactions.iter().map(|t| t.txid).collect();
-        let branch = coinbase_merkle_branch(&txids);
-        Ok(TemplateWork { generation, template, coinbase, branch, received_at: Instant::now(), new_tip })
+        let (coinbase, branch) = if txids.len() >= 256 {
+            std::thread::scope(|scope| {
+                let branch = scope.spawn(|| coinbase_merkle_branch(&txids));
+                let coinbase = build_coinbase(&template, payout, tag);
+                (
+                    coinbase,
+                    branch
+                        .join()
+                        .unwrap_or_else(|_| coinbase_merkle_branch(&txids)),
+                )
+            })
+        } else {
+            (
+                build_coinbase(&template, payout, tag),
+                coinbase_merkle_branch(&txids),
+            )
+        };
+        let coinbase = coinbase?;
+        Ok(TemplateWork {
+            generation,
+            template,
+            coinbase,
+            branch,
+            received_at: Instant::now(),
+            new_tip,
+        })
     }
 
     /// Tip this work builds on.
@@ -120,13 +145,19 @@ impl Job {
     }
 
     /// The full block for a rolled version and nonce.
-    pub fn block(&self, version: i32, nonce: u32) -> Result<Block, bitcoin::consensus::encode::Error> {
+    pub fn block(
+        &self,
+        version: i32,
+        nonce: u32,
+    ) -> Result<Block, bitcoin::consensus::encode::Error> {
         let mut bytes = serialize(&self.header(version, nonce));
         let txs = &self.work.template.transactions;
         bytes.extend_from_slice(&serialize(&VarInt(txs.len() as u64 + 1)));
-        bytes.extend_from_slice(&serialize(&self.work.coinbase.transaction(&self.extranonce)?));
+        bytes.extend_from_slice(&serialize(
+            &self.work.coinbase.transaction(&self.extranonce)?,
+        ));
         for tx in txs {
-            bytes.extend_from_slice(&tx.data);
+            bytes.extend_from_slice(&tx.bytes());
         }
         bitcoin::consensus::deserialize(&bytes)
     }
@@ -160,7 +191,12 @@ pub struct JobFactory {
 impl JobFactory {
     /// A factory for device number `prefix`; `ids` is shared by all factories.
     pub fn new(prefix: u16, ids: Arc<AtomicU64>, version_mask: u32) -> Self {
-        JobFactory { prefix, counter: 0, ids, version_mask: version_mask & BIP320_MASK }
+        JobFactory {
+            prefix,
+            counter: 0,
+            ids,
+            version_mask: version_mask & BIP320_MASK,
+        }
     }
 
     /// The next job from `work`.
@@ -185,5 +221,120 @@ impl JobFactory {
 
 /// Seconds since the Unix epoch (for logs).
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use bitcoin::hashes::{Hash, sha256d};
+    use bitcoin::{TxMerkleNode, Txid};
+
+    use super::*;
+    use crate::template::{merkle_root, parse_template};
+
+    fn work() -> Arc<TemplateWork> {
+        let gbt = crate::template::tests::sample_gbt(100);
+        let template = parse_template(gbt.to_string().as_bytes()).unwrap();
+        let payout = ScriptBuf::from_hex("0014751e76e8199196d454941c45d1b3a323f1433bd6").unwrap();
+        Arc::new(TemplateWork::new(1, template, &payout, b"t", true).unwrap())
+    }
+
+    #[test]
+    fn jobs_never_share_an_extranonce_across_devices_or_time() {
+        let w = work();
+        let ids = Arc::new(AtomicU64::new(0));
+        let mut seen = HashSet::new();
+        for device in 0..8u16 {
+            let mut factory = JobFactory::new(device, ids.clone(), BIP320_MASK);
+            for _ in 0..500 {
+                let job = factory.next_job(&w);
+                assert!(seen.insert(job.merkle_root), "merkle root repeated");
+            }
+        }
+    }
+
+    #[test]
+    fn versions_are_cleared_inside_the_mask_and_checked() {
+        let w = work();
+        let mut factory = JobFactory::new(0, Arc::new(AtomicU64::new(0)), BIP320_MASK);
+        let job = factory.next_job(&w);
+        assert_eq!(job.version as u32 & BIP320_MASK, 0);
+        assert!(job.version_allowed(job.version | 0x1234_6000u32 as i32 & BIP320_MASK as i32));
+        assert!(!job.version_allowed(job.version | 0x4000_0000));
+        assert!(!job.version_allowed(job.version | 0x0000_1000));
+    }
+
+    #[test]
+    fn ntime_stays_within_the_templates_bounds() {
+        let w = work();
+        let t = &w.template;
+        let ntime = w.ntime_now();
+        assert!(
+            ntime >= t.mintime && ntime >= t.curtime && ntime <= t.curtime + MAX_NTIME_AHEAD_SECS
+        );
+    }
+
+    #[test]
+    fn merkle_root_of_real_mainnet_work() {
+        // Bitaxe Gamma share for mainnet height 901,936 (docs/bm13xx-vectors.md §5.3, from
+        // mujina test_data.rs): coinbase = coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2, folded with
+        // twelve branches, gives the merkle root the chip hashed.
+        let coinbase = hex::decode(concat!(
+            "02000000010000000000000000000000000000000000000000000000000000000000000000ffffffff170330c30d5075626c69632d506f6f6c",
+            "4128064f", "17000000",
+            "ffffffff02e5b5c61200000000220020984a77c289084ff2d434c316bdada021c6c183d507c8a20d3b159b09ac02fe280000000000000000266a24aa21a9edb98ee50410ed4abd48401ed484fc874409d086a3faf0816136a8ad6168314c5800000000"
+        ))
+        .unwrap();
+        let branches = [
+            "21af451ddb51e887ff1feb5592b87290098565035eb8500031aedcc776d4e72a",
+            "c5af269519c809a9546d5a58ca6445d3dbb80cb7045448ecc48309af034da8f8",
+            "fb9f8f9959f6bb0ceb63fa53aed1d5a615c6b6d3f50a468ea89a45a1234bda74",
+            "a4f4fee8e5fc19ca8d93e67b9236c37ddb864982010434745c0abfe9b914980c",
+            "33092206642744fbe5499c3e621cd5c6b52733e54fbebd869f070082b807f740",
+            "3b857e32c5cff4864efab967b9a456ca03b2167ab96bd9076ce294c8a67a7fe2",
+            "881a07cd881d0c3e590b4b090ea8d58e1439dc56c63686f7de23c47045441e30",
+            "315e4dbcc8e7b1c9d594a73978268791880dddb2c26eec8e75768668dad99d80",
+            "69952b77c632be16b1ac7ac7048f13d4e962b2e215d79a343f01e6e281d7c304",
+            "fc63eb4392c4d6c6d689788875fca35143fdcd4f4a82e8698e0e441751a70b4a",
+            "09e419bbe20aa3a7640f1b91f50599ceddff899e90d3f18951ad5418c4850a6b",
+            "004978aa346b4f1880bcadb3ca3792d771ee6aeca427f61e74baba44b75cfb88",
+        ];
+        let branch: Vec<TxMerkleNode> = branches
+            .iter()
+            .map(|b| {
+                TxMerkleNode::from_byte_array(
+                    <[u8; 32]>::try_from(hex::decode(b).unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        let txid = Txid::from_raw_hash(sha256d::Hash::hash(&coinbase));
+        let root = merkle_root(txid, &branch);
+        assert_eq!(
+            hex::encode(root.to_byte_array()),
+            "06ddf5f08c36414b95ea54db71a0c28761a98bcf6355919e044f88725519a7cb"
+        );
+        // The header the chip hashed, with the rolled version and nonce it returned, hashes to
+        // 46 leading zero bits (difficulty 29,588).
+        let header = bitcoin::block::Header {
+            version: bitcoin::block::Version::from_consensus(0x20B4_4000),
+            prev_blockhash: "000000000000000000015296bc96391d0d67f4a301f2d4fc6db962c16b6455fd"
+                .parse()
+                .unwrap(),
+            merkle_root: root,
+            time: 0x6854_68D7,
+            bits: bitcoin::CompactTarget::from_consensus(0x1702_3A04),
+            nonce: 0x7552_034C,
+        };
+        assert_eq!(
+            header.block_hash().to_string(),
+            "0000000000023704cface997bcf7388694ea43dae96c51d80658687a7d8827fe"
+        );
+        assert!(crate::share::target_for_zero_bits(46).is_met_by(header.block_hash()));
+        assert!(!crate::share::target_for_zero_bits(47).is_met_by(header.block_hash()));
+    }
 }

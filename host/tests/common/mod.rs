@@ -14,24 +14,33 @@ use hearth::regtest::{RegtestNode, bitcoind_from_scripts};
 use serde_json::{Value, json};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A started regtest node, or a panic that says how to get bitcoind.
 pub async fn node(extra_args: &[&str]) -> RegtestNode {
-    let binary = bitcoind_from_scripts(&repo_root())
-        .unwrap_or_else(|e| panic!("this test needs bitcoind: {e:#}\nget it with scripts/bitcoind.sh"));
+    let binary = bitcoind_from_scripts(&repo_root()).unwrap_or_else(|e| {
+        panic!("this test needs bitcoind: {e:#}\nget it with scripts/bitcoind.sh")
+    });
     let mut node = RegtestNode::start(&binary, extra_args).unwrap();
     node.wait_ready(Duration::from_secs(60)).await.unwrap();
     node
 }
 
 pub async fn call(rpc: &RpcClient, method: &str, params: Value) -> Value {
-    rpc.call::<Value>(method, params).await.unwrap_or_else(|e| panic!("{method}: {e}"))
+    rpc.call::<Value>(method, params)
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
 pub async fn height(rpc: &RpcClient) -> u64 {
-    call(rpc, "getblockcount", json!([])).await.as_u64().unwrap()
+    call(rpc, "getblockcount", json!([]))
+        .await
+        .as_u64()
+        .unwrap()
 }
 
 /// A key the test controls.
@@ -46,7 +55,11 @@ pub fn key() -> TestKey {
     let (secret, _) = secp.generate_keypair(&mut rand::thread_rng());
     let private = PrivateKey::new(secret, Network::Regtest);
     let public = CompressedPublicKey::from_private_key(&secp, &private).unwrap();
-    TestKey { secret, private, public }
+    TestKey {
+        secret,
+        private,
+        public,
+    }
 }
 
 /// One address of each payout type, with the script the coinbase must pay.
@@ -64,17 +77,32 @@ pub fn addresses() -> Vec<(&'static str, Address, ScriptBuf)> {
     let keypair = Keypair::from_secret_key(&secp, &k.secret);
     let (xonly, _) = keypair.x_only_public_key();
     let p2tr = Address::p2tr(&secp, xonly, None, Network::Regtest);
-    [("P2PKH", p2pkh), ("P2SH", p2sh), ("P2WPKH", p2wpkh), ("P2WSH", p2wsh), ("P2TR", p2tr)]
-        .into_iter()
-        .map(|(name, a)| {
-            let script = a.script_pubkey();
-            (name, Address::from_str(&a.to_string()).unwrap().assume_checked(), script)
-        })
-        .collect()
+    [
+        ("P2PKH", p2pkh),
+        ("P2SH", p2sh),
+        ("P2WPKH", p2wpkh),
+        ("P2WSH", p2wsh),
+        ("P2TR", p2tr),
+    ]
+    .into_iter()
+    .map(|(name, a)| {
+        let script = a.script_pubkey();
+        (
+            name,
+            Address::from_str(&a.to_string()).unwrap().assume_checked(),
+            script,
+        )
+    })
+    .collect()
 }
 
 /// A daemon configuration for `node`, paying `address`, with the given `[[device]]` TOML.
-pub fn config_for(node: &RegtestNode, address: &str, journal: &Path, devices: &str) -> hearth::config::Validated {
+pub fn config_for(
+    node: &RegtestNode,
+    address: &str,
+    journal: &Path,
+    devices: &str,
+) -> hearth::config::Validated {
     let text = format!(
         r#"
         [node]
@@ -95,7 +123,10 @@ pub fn config_for(node: &RegtestNode, address: &str, journal: &Path, devices: &s
         cookie = node.cookie_path().display(),
         journal = journal.display(),
     );
-    hearth::config::Config::parse(&text).unwrap().validate().unwrap()
+    hearth::config::Config::parse(&text)
+        .unwrap()
+        .validate()
+        .unwrap()
 }
 
 pub const SIM_4_BM1370: &str = r#"
@@ -118,10 +149,15 @@ pub async fn accepted_blocks(
     while blocks.len() < n {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Ok(Event::BlockAccepted { height, hash, .. })) => blocks.push((height, hash)),
-            Ok(Ok(Event::BlockRejected { height, reason, .. })) => panic!("block at {height} rejected: {reason}"),
+            Ok(Ok(Event::BlockRejected { height, reason, .. })) => {
+                panic!("block at {height} rejected: {reason}")
+            }
             Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
             Ok(Err(e)) => panic!("event channel: {e}"),
-            Err(_) => panic!("only {} of {n} blocks accepted within {timeout:?}", blocks.len()),
+            Err(_) => panic!(
+                "only {} of {n} blocks accepted within {timeout:?}",
+                blocks.len()
+            ),
         }
     }
     blocks
@@ -166,13 +202,26 @@ pub fn spend_p2wpkh(
     let mut tx = Transaction {
         version: transaction::Version::TWO,
         lock_time: absolute::LockTime::ZERO,
-        input: vec![TxIn { previous_output: outpoint, script_sig: ScriptBuf::new(), sequence: Sequence::MAX, witness: Witness::new() }],
-        output: vec![TxOut { value: value - fee, script_pubkey: to.clone() }],
+        input: vec![TxIn {
+            previous_output: outpoint,
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: value - fee,
+            script_pubkey: to.clone(),
+        }],
     };
     let spent = Address::p2wpkh(&key.public, Network::Regtest).script_pubkey();
-    let sighash = SighashCache::new(&tx).p2wpkh_signature_hash(0, &spent, value, EcdsaSighashType::All).unwrap();
+    let sighash = SighashCache::new(&tx)
+        .p2wpkh_signature_hash(0, &spent, value, EcdsaSighashType::All)
+        .unwrap();
     let message = bitcoin::secp256k1::Message::from(sighash);
-    let signature = bitcoin::ecdsa::Signature { signature: secp.sign_ecdsa(&message, &key.secret), sighash_type: EcdsaSighashType::All };
+    let signature = bitcoin::ecdsa::Signature {
+        signature: secp.sign_ecdsa(&message, &key.secret),
+        sighash_type: EcdsaSighashType::All,
+    };
     tx.input[0].witness = Witness::p2wpkh(&signature, &key.public.0);
     tx
 }

@@ -189,6 +189,16 @@ impl ShareChecker {
                             continue;
                         }
                     };
+                    // Re-check the assembled block as the node will: merkle root, witness
+                    // commitment, proof of work. A failure here is our bug; submit anyway, the
+                    // node's verdict says what is wrong and nothing is lost by asking.
+                    let target = found.job.work.template.target;
+                    if !block.check_merkle_root()
+                        || !block.check_witness_commitment()
+                        || block.header.validate_pow(target).is_err()
+                    {
+                        tracing::error!(%hash, "assembled block fails its own consensus checks; submitting for the node's verdict");
+                    }
                     extended.insert(prev);
                     if extended.len() > 1000 {
                         extended.clear();

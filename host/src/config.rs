@@ -137,6 +137,20 @@ pub enum DeviceConfig {
         /// UART at 1,000,000 against the chips' 1,041,667).
         host_baud: Option<u32>,
     },
+    /// A Hearth board (RP2040 firmware) on USB, speaking the link protocol.
+    Link {
+        /// Name in logs and stats.
+        name: Option<String>,
+        /// Serial device (`/dev/ttyACM0`); default: find the board by its USB VID/PID.
+        port: Option<PathBuf>,
+        /// Only the board with this USB serial number (when several are plugged in).
+        serial_number: Option<String>,
+        /// `host:port` of an emulated board's USB port (firmware/emu `serve.mjs`), instead of a
+        /// serial device.
+        tcp: Option<String>,
+        /// Emulated chains only: the chips report from this many zero bits instead of 32.
+        share_floor_bits: Option<u8>,
+    },
     /// SHA-256 on this computer's CPU (SHA-NI when present): useful on regtest.
     Cpu {
         /// Name in logs and stats.
@@ -470,6 +484,24 @@ fn validate_device(i: usize, device: &DeviceConfig) -> anyhow::Result<()> {
             }
             if ![115_200, 1_000_000, 3_125_000].contains(baud) {
                 bail!("{} = {baud}: use 115200, 1000000 or 3125000", key("baud"));
+            }
+        }
+        DeviceConfig::Link {
+            port,
+            tcp,
+            share_floor_bits,
+            ..
+        } => {
+            if port.is_some() && tcp.is_some() {
+                bail!("{}: give port or tcp, not both", key("port"));
+            }
+            if let Some(bits) = share_floor_bits
+                && !(1..=32).contains(bits)
+            {
+                bail!(
+                    "{} = {bits}: 1 to 32 (32 is real silicon)",
+                    key("share_floor_bits")
+                );
             }
         }
         DeviceConfig::Cpu {

@@ -43,6 +43,8 @@ pub struct Daemon {
     pub work: watch::Receiver<Option<Arc<TemplateWork>>>,
     /// Emulator handles of `sim` devices, by device index (tests, benchmarks).
     pub sims: Vec<Arc<Mutex<Option<SimHandle>>>>,
+    /// Latest telemetry of `link` devices, by device index.
+    pub boards: Vec<Arc<Mutex<Option<hearth_link::Telemetry>>>>,
     /// Journal.
     pub journal: Journal,
     cancel: CancellationToken,
@@ -141,6 +143,7 @@ impl Daemon {
 
         let ids = Arc::new(AtomicU64::new(1));
         let mut sims = Vec::new();
+        let mut boards = Vec::new();
         for (index, device) in config.config.devices.iter().enumerate() {
             let (name, kind) = device_name(index, device);
             let stats_index = stats.add_device(&name);
@@ -156,6 +159,8 @@ impl Daemon {
             };
             let handle = Arc::new(Mutex::new(None));
             sims.push(handle.clone());
+            let handle_telemetry = Arc::new(Mutex::new(None));
+            boards.push(handle_telemetry.clone());
             tracing::info!(device = %name, kind, "starting device");
             match device {
                 DeviceConfig::Sim {
@@ -206,6 +211,22 @@ impl Daemon {
                     };
                     tracker.spawn(supervise(device, ctx));
                 }
+                DeviceConfig::Link {
+                    port,
+                    serial_number,
+                    tcp,
+                    share_floor_bits,
+                    ..
+                } => {
+                    let device = crate::device::link::LinkDevice {
+                        port: port.clone(),
+                        serial_number: serial_number.clone(),
+                        tcp: tcp.clone(),
+                        share_floor_bits: *share_floor_bits,
+                        telemetry: handle_telemetry.clone(),
+                    };
+                    tracker.spawn(supervise(device, ctx));
+                }
                 DeviceConfig::Cpu {
                     threads,
                     share_bits,
@@ -229,10 +250,18 @@ impl Daemon {
             stats,
             work: work_rx,
             sims,
+            boards,
             journal,
             cancel,
             tracker,
         })
+    }
+
+    /// Latest telemetry from the `link` device at `index`.
+    pub fn telemetry(&self, index: usize) -> Option<hearth_link::Telemetry> {
+        self.boards
+            .get(index)
+            .and_then(|h| h.lock().ok().and_then(|t| t.clone()))
     }
 
     /// Emulator handle of the `sim` device at `index`, once it is running.
@@ -274,6 +303,7 @@ fn device_name(index: usize, device: &DeviceConfig) -> (String, &'static str) {
         DeviceConfig::Sim { name, .. } => (name, "sim"),
         DeviceConfig::Serial { name, .. } => (name, "serial"),
         DeviceConfig::Cpu { name, .. } => (name, "cpu"),
+        DeviceConfig::Link { name, .. } => (name, "link"),
     };
     (
         name.clone().unwrap_or_else(|| format!("{kind}{index}")),

@@ -73,6 +73,13 @@ pub enum Event {
         /// What it is ("4 × BM1370", "cpu, 2 threads").
         detail: String,
     },
+    /// A board reported a fault or a state change (link devices).
+    BoardFault {
+        /// Device name.
+        device: String,
+        /// The fault, as the board described it.
+        fault: String,
+    },
     /// A device failed; it will be retried.
     DeviceError {
         /// Device name.

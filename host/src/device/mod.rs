@@ -11,6 +11,7 @@
 
 pub mod chain;
 pub mod cpu;
+pub mod link;
 
 use std::future::Future;
 use std::sync::Arc;

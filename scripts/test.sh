@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every check CI runs, from a clean checkout: formatting, lints, all tests (including the ones
-# against a real bitcoind, built once and cached by scripts/bitcoind.sh), the no_std crates built
-# for the RP2040's thumbv6m-none-eabi target, and a short fuzz run of the chip-response decoder.
+# Every check CI runs, from a clean checkout: formatting, lints, the no_std crates and the
+# firmware image for the RP2040 (thumbv6m-none-eabi), all tests (including the ones against a
+# real bitcoind, built once and cached by scripts/bitcoind.sh, and the firmware running in the
+# rp2040js emulator), and short fuzz runs of the two wire decoders.
 #
 #   scripts/test.sh            # everything
 #   FUZZ_SECONDS=0 scripts/test.sh   # skip the fuzz smoke run (it is reported, not hidden)
@@ -27,33 +28,50 @@ HEARTH_BITCOIND="$(scripts/bitcoind.sh)"
 export HEARTH_BITCOIND
 echo "$HEARTH_BITCOIND"
 
-step "cargo fmt --check"
+step "cargo fmt --check (workspace and the firmware image)"
 cargo fmt --all --check
+(cd firmware/rp2040 && cargo fmt --check)
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (workspace)"
-cargo test --workspace --locked
-
 step "no_std crates for thumbv6m-none-eabi"
 cargo build --locked -p bm13xx --target thumbv6m-none-eabi
-cargo build --locked -p bm13xx --target thumbv6m-none-eabi --features verify
+cargo build --locked -p bm13xx -p hearth-link -p hearth-board --target thumbv6m-none-eabi
 
-FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+step "firmware image for the RP2040 (release, UF2), and its lints"
+HEARTH_FIRMWARE_IMAGE="$(scripts/firmware.sh)"
+export HEARTH_FIRMWARE_IMAGE
+(cd firmware/rp2040 && CARGO_TARGET_DIR="${HEARTH_CACHE:-$HOME/.cache/hearth}/target-rp2040" \
+  cargo clippy --release --locked -- -D warnings)
+
+step "firmware emulator packages (rp2040js, pinned)"
+(cd firmware/emu && npm ci --no-audit --no-fund --loglevel=error)
+
+step "cargo test (workspace, including the regtest and emulator end-to-end tests)"
+cargo test --workspace --locked
+
+step "firmware scenarios in the emulator (node --test)"
+HEARTH_BIN="$(pwd)/target/debug/hearth"
+export HEARTH_BIN
+(cd firmware/emu && npm test)
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 if [[ "$FUZZ_SECONDS" -gt 0 ]]; then
-  step "fuzz the chip-response decoder for ${FUZZ_SECONDS}s"
   command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
-  # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
-  log="$(mktemp)"
-  if ! (cd firmware/bm13xx/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run response_decoder -- \
-        -max_total_time="$FUZZ_SECONDS" >"$log" 2>&1); then
-    tail -40 "$log" >&2
-    echo "fuzzing failed; any crash input is in firmware/bm13xx/fuzz/artifacts/response_decoder/" >&2
-    exit 1
-  fi
-  grep -E '^Done' "$log"
-  rm -f "$log"
+  for target in firmware/bm13xx/fuzz:response_decoder firmware/link/fuzz:frame_decoder; do
+    dir="${target%%:*}"; name="${target##*:}"
+    step "fuzz $name for ${FUZZ_SECONDS}s"
+    # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+    log="$(mktemp)"
+    if ! (cd "$dir" && RUSTC_BOOTSTRAP=1 cargo fuzz run "$name" -- -max_total_time="$FUZZ_SECONDS" >"$log" 2>&1); then
+      tail -40 "$log" >&2
+      echo "fuzzing failed; any crash input is in $dir/artifacts/$name/" >&2
+      exit 1
+    fi
+    grep -E '^Done' "$log"
+    rm -f "$log"
+  done
 else
   step "fuzz run skipped: FUZZ_SECONDS=0"
 fi

@@ -250,3 +250,28 @@ impl Drop for RegtestNode {
         }
     }
 }
+
+/// The firmware image for the emulator: `HEARTH_FIRMWARE_IMAGE`, or the one `scripts/firmware.sh`
+/// builds (run here if missing). For tests.
+pub fn firmware_from_scripts(repo_root: &Path) -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("HEARTH_FIRMWARE_IMAGE") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("HEARTH_FIRMWARE_IMAGE={} is not a file", path.display());
+    }
+    let built = repo_root.join("target/firmware/hearth-bm1370-r1.elf");
+    if built.is_file() {
+        return Ok(built);
+    }
+    let script = repo_root.join("scripts/firmware.sh");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() || !built.is_file() {
+        bail!("{} failed; run it by hand to see why", script.display());
+    }
+    Ok(built)
+}

@@ -280,7 +280,12 @@ impl Controller {
     }
 
     fn enter_safe(&mut self, reason: SafeReason, fault: Fault, out: &mut impl FnMut(Action)) {
-        self.fault(fault, out);
+        // Cooling first, then power, then the report: the actions run in this order.
+        let fan = match reason {
+            SafeReason::Thermal | SafeReason::Sensor | SafeReason::Regulator => 100,
+            _ => self.config.limits.min_fan_percent.max(50),
+        };
+        self.set_fan(fan.max(if self.safe.is_some() { self.fan } else { 0 }), out);
         if self.safe.is_none() {
             self.safe = Some(reason);
             if self.power != Power::Off {
@@ -293,11 +298,7 @@ impl Controller {
             // A worse reason replaces a milder one (a thermal fault outranks a silent host).
             self.safe = Some(reason);
         }
-        let fan = match reason {
-            SafeReason::Thermal | SafeReason::Sensor | SafeReason::Regulator => 100,
-            _ => self.config.limits.min_fan_percent.max(50),
-        };
-        self.set_fan(fan, out);
+        self.fault(fault, out);
     }
 
     fn leave_safe(&mut self, now_ms: u32, out: &mut impl FnMut(Action)) {

@@ -85,7 +85,7 @@ export class EmulatedBoard extends EventEmitter {
    * @param {number} [options.maxWarningsPerMs=2000] more rp2040js warnings than this per
    *   simulated ms abort the run (firmware polling an unmodelled register forever)
    * @param {Uint32Array} [options.bootrom] a B1 bootrom image, for firmware that calls ROM code
-   * @param {object} [options.pins] board wiring, defaults to HEARTH_R1
+   * @param {object} [options.wiring] board wiring, defaults to HEARTH_R1
    */
   constructor(image, options = {}) {
     super();
@@ -102,7 +102,7 @@ export class EmulatedBoard extends EventEmitter {
       maxWarningsPerMs: 2000,
       ...options,
     };
-    this.pins = { ...HEARTH_R1, ...options.pins };
+    this.wiring = { ...HEARTH_R1, ...options.wiring };
     // RP2040's default clock is a SimulationClock (the class is not in the package's exports).
     this.mcu = new RP2040();
     this.clock = this.mcu.clock;
@@ -115,11 +115,12 @@ export class EmulatedBoard extends EventEmitter {
     this.uarts = this.mcu.uart.map((u) => new UartPort(u, { paced: this.options.pacedUart }));
     patchUsbDevice(this.mcu.usbCtrl);
     this.usbHost = new CdcHost(this.mcu.usbCtrl, { autoOpen: this.options.usbAutoOpen });
-    this.i2c = new I2cBus(this.mcu.i2c[this.pins.i2cBus], { timed: this.options.timedI2c });
+    this.i2c = new I2cBus(this.mcu.i2c[this.wiring.i2cBus], { timed: this.options.timedI2c });
     if (this.options.devices) this.attachHearthDevices();
     this.bridges = [];
     this.running = null;
     this.bridgeReady = options.chain ? this.connectChain(options.chain) : Promise.resolve();
+    this.bridgeReady.catch(() => {}); // reported by ready(); not an unhandled rejection here
   }
 
   // --- peripherals ------------------------------------------------------------------------
@@ -130,7 +131,7 @@ export class EmulatedBoard extends EventEmitter {
     this.ina260 = this.i2c.attach(new Ina260());
     // The regulator's CONTROL input is wired to the power-enable GPIO (high = on); it matters
     // only if the firmware sets ON_OFF_CONFIG to require the pin.
-    const en = this.pins.powerEnablePin;
+    const en = this.wiring.powerEnablePin;
     this.tps546.setControlPin(this.pin(en) === 1);
     this.onPinChange(en, (level) => this.tps546.setControlPin(level === 1));
   }
@@ -142,7 +143,7 @@ export class EmulatedBoard extends EventEmitter {
 
   /** The BM13xx chain side of the board: the chain UART's port. */
   get chain() {
-    return this.uarts[this.pins.chainUart];
+    return this.uarts[this.wiring.chainUart];
   }
 
   /** The first CDC-ACM function: write(bytes), onData(cb), connected, setDtr(on). */
@@ -273,28 +274,41 @@ export class EmulatedBoard extends EventEmitter {
   }
 
   /**
-   * Runs `ms` of simulated time deterministically, yielding to the event loop every sliceMs of
-   * simulated time (so sockets and timers in the test process get serviced). With a TCP bridge
-   * (or options.pace) simulated time is kept at most maxLeadMs ahead of wall time.
+   * Runs `ms` of simulated time, yielding to the event loop every sliceMs of simulated time (so
+   * sockets and timers in the test process get serviced). Without a TCP bridge the result does
+   * not depend on the machine's speed. With one (or options.pace) simulated time is kept at most
+   * maxLeadMs ahead of wall time.
    */
   async runFor(ms) {
     if (this.running) throw new Error('runFor() while start()ed');
     const end = this.clock.nanos + ms * NS_PER_MS;
     const slice = this.options.sliceMs * NS_PER_MS;
-    const simStart = this.clock.nanos;
-    const wallStart = performance.now();
     while (this.clock.nanos < end) {
       this.advanceTo(Math.min(end, this.clock.nanos + slice));
       this.housekeeping();
-      if (this.paced) {
-        const simMs = (this.clock.nanos - simStart) / NS_PER_MS / this.options.timeScale;
-        const lead = simMs - (performance.now() - wallStart);
-        if (lead > this.options.maxLeadMs) await sleep(lead - this.options.maxLeadMs);
-        else await yieldToEventLoop();
-      } else {
-        await yieldToEventLoop();
-      }
+      const wait = this.paced ? this.pacingDelay() : 0;
+      if (wait > 0) await sleep(wait);
+      else await yieldToEventLoop();
     }
+  }
+
+  /**
+   * Wall-clock ms to wait so that simulated time stays at most maxLeadMs ahead of wall time.
+   * The anchor persists across runFor() calls (runUntil() runs many short ones); when the
+   * simulation has fallen behind (the test did something else for a while) it is re-anchored
+   * rather than allowed to race ahead to catch up.
+   */
+  pacingDelay() {
+    const { maxLeadMs, timeScale } = this.options;
+    const now = performance.now();
+    this.paceAnchor ??= { nanos: this.clock.nanos, wall: now };
+    const simMs = (this.clock.nanos - this.paceAnchor.nanos) / NS_PER_MS / timeScale;
+    const lead = simMs - (now - this.paceAnchor.wall);
+    if (lead < -maxLeadMs) {
+      this.paceAnchor = { nanos: this.clock.nanos, wall: now };
+      return 0;
+    }
+    return Math.max(0, lead - maxLeadMs);
   }
 
   /**

@@ -15,7 +15,7 @@ function number(msg) {
 
 /** A snapshot of what an external test usually checks. */
 export function boardStatus(board) {
-  const { pins } = board;
+  const pins = board.wiring;
   const fan = board.pwm(pins.fanPwmPin);
   return {
     ms: +board.ms.toFixed(3),

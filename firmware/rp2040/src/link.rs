@@ -1,7 +1,6 @@
 //! The host link: USB CDC-ACM carrying `hearth-link` frames.
 
 use embassy_executor::Spawner;
-use embassy_futures::select::{Either, select};
 use embassy_rp::peripherals::USB;
 use embassy_rp::usb::Driver;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -114,13 +113,20 @@ async fn rx_task(mut receiver: Receiver<'static, UsbDriver>) -> ! {
         receiver.wait_connection().await;
         decoder.reset();
         while let Ok(n) = receiver.read_packet(&mut packet).await {
+            // A 64-byte packet holds at most a dozen of the smallest frames.
+            let mut decoded: heapless::Vec<HostToBoard, 16> = heapless::Vec::new();
             decoder.feed(&packet[..n], |result: Result<HostToBoard, _>| {
                 // Bad frames (garbage, a version we do not speak) are dropped; the decoder is
                 // already synchronised again at the next delimiter.
                 if let Ok(message) = result {
-                    let _ = HOST_RX.try_send(message);
+                    let _ = decoded.push(message);
                 }
             });
+            // Wait for room rather than drop: work items must not be lost. USB flow control
+            // holds the host back meanwhile.
+            for message in decoded {
+                HOST_RX.send(message).await;
+            }
         }
     }
 }
@@ -130,11 +136,9 @@ async fn tx_task(mut sender: Sender<'static, UsbDriver>) -> ! {
     let mut frame = [0u8; MAX_FRAME];
     loop {
         sender.wait_connection().await;
+        // Connected: write until a transfer fails (host gone), then wait for it again.
         loop {
-            let message = match select(HOST_TX.receive(), sender.wait_connection()).await {
-                Either::First(m) => m,
-                Either::Second(()) => continue,
-            };
+            let message = HOST_TX.receive().await;
             let Ok(bytes) = encode(&message, &mut frame) else {
                 continue;
             };

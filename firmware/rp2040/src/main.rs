@@ -2,8 +2,8 @@
 //! nonce checks, thermal and power safety) is made by `hearth_board::controller::Controller`;
 //! this file owns the peripherals and carries out its actions.
 //!
-//! Tasks: the USB device, the CDC link (frames in and out), and the main loop, which owns the
-//! chain UART, the I2C peripherals, the fan PWM and the power pins.
+//! Tasks: the USB device, the CDC link (frames in and out), the chain (UART and reset line), and
+//! the main loop, which owns the controller, the I2C peripherals, the fan PWM and the regulator.
 #![no_std]
 #![no_main]
 
@@ -13,6 +13,7 @@ mod board {
     include!(concat!(env!("OUT_DIR"), "/board.rs"));
 }
 
+mod chain;
 mod link;
 mod power;
 
@@ -20,6 +21,7 @@ use core::panic::PanicInfo;
 
 use bm13xx::chain::ChainEvent;
 use bm13xx::model::ChipModel;
+use chain::{ChainCommand, ChainReport};
 use embassy_executor::Spawner;
 use embassy_futures::select::{Either4, select4};
 use embassy_rp::bind_interrupts;
@@ -83,7 +85,7 @@ async fn main(spawner: Spawner) {
     let usb = embassy_rp::usb::Driver::new(p.USB, Irqs);
     link::start(spawner, usb, &serial);
 
-    // Chain UART at the power-on baud.
+    // Chain UART at the power-on baud, owned by the chain task.
     static TX_BUF: StaticCell<[u8; 512]> = StaticCell::new();
     static RX_BUF: StaticCell<[u8; 1024]> = StaticCell::new();
     let mut uart_config = embassy_rp::uart::Config::default();
@@ -98,6 +100,9 @@ async fn main(spawner: Spawner) {
         uart_config,
     );
     let (uart_tx, uart_rx) = uart.split();
+    if let Ok(task) = chain::run(uart_tx, uart_rx, reset, model) {
+        spawner.spawn(task);
+    }
 
     // Peripherals on I2C and the fan PWM.
     let mut i2c_config = embassy_rp::i2c::Config::default();
@@ -110,8 +115,8 @@ async fn main(spawner: Spawner) {
         i2c_config,
     );
     let pwm = power::fan_pwm(fan_pwm_slice!(p), fan_pwm_pin!(p));
-    let mut hw = power::Hardware::new(i2c, pwm, reset, enable, uart_tx, uart_rx, model);
-    hw.set_fan(100).await;
+    let mut power = power::Power::new(i2c, pwm, enable);
+    power.set_fan(100).await;
 
     let config = BoardConfig {
         board_id: board::BOARD_ID,
@@ -149,7 +154,7 @@ async fn main(spawner: Spawner) {
     loop {
         let event = select4(
             link::HOST_RX.receive(),
-            hw.next_chain_event(),
+            chain::REPORTS.receive(),
             ticker.next(),
             sensor_ticker.next(),
         )
@@ -161,18 +166,26 @@ async fn main(spawner: Spawner) {
             };
             match event {
                 Either4::First(message) => controller.on_host(now, message, &mut out),
-                Either4::Second(Some(ChainEvent::Nonce(reply))) => {
+                Either4::Second(ChainReport::Event(ChainEvent::Nonce(reply))) => {
                     controller.on_nonce(now, &reply, &mut out)
                 }
-                Either4::Second(Some(ChainEvent::Register(_))) => {}
-                Either4::Second(None) => {
-                    // The UART failed or closed; take the chain down and start it again.
-                    hw.power_down().await;
+                Either4::Second(ChainReport::Event(ChainEvent::Register(_))) => {}
+                Either4::Second(ChainReport::Up) => {
+                    led.set_high();
+                    controller.on_chain_up(now, &mut out);
+                }
+                Either4::Second(ChainReport::Failed(reason)) => {
+                    power.core_off().await;
+                    controller.on_chain_failed(now, reason, &mut out);
+                }
+                Either4::Second(ChainReport::Lost) => {
+                    power.core_off().await;
+                    led.set_low();
                     controller.on_chain_failed(now, "chain UART error", &mut out);
                 }
                 Either4::Third(()) => controller.tick(now, &mut out),
                 Either4::Fourth(()) => {
-                    let sensors = hw.read_sensors().await;
+                    let sensors = power.read_sensors().await;
                     controller.on_sensors(now, sensors, &mut out);
                 }
             }
@@ -181,33 +194,36 @@ async fn main(spawner: Spawner) {
             let action = actions.remove(0);
             match action {
                 Action::Send(message) => link::send(message),
-                Action::SendJob(job) => hw.send_job(&job).await,
-                Action::SetFan(percent) => hw.set_fan(percent).await,
+                Action::SendJob(job) => chain::COMMANDS.send(ChainCommand::Job(job)).await,
+                Action::SetFan(percent) => power.set_fan(percent).await,
                 Action::PowerDown => {
-                    hw.power_down().await;
+                    // Core off first, here and now; the chain task then holds the chips in reset.
+                    power.core_off().await;
+                    chain::COMMANDS.send(ChainCommand::Down).await;
                     led.set_low();
                 }
                 Action::PowerUp {
                     core_mv,
                     frequency_khz,
-                } => {
-                    let result = hw.power_up(core_mv, frequency_khz).await;
-                    let now = now_ms();
-                    let mut out = |a: Action| {
-                        let _ = actions.push(a);
-                    };
-                    match result {
-                        Ok(()) => {
-                            led.set_high();
-                            controller.on_chain_up(now, &mut out);
-                        }
-                        Err(reason) => controller.on_chain_failed(now, reason, &mut out),
+                } => match power.core_on(core_mv).await {
+                    Ok(()) => {
+                        chain::COMMANDS
+                            .send(ChainCommand::BringUp { frequency_khz })
+                            .await
                     }
-                }
+                    Err(reason) => {
+                        let mut out = |a: Action| {
+                            let _ = actions.push(a);
+                        };
+                        controller.on_chain_failed(now_ms(), reason, &mut out);
+                    }
+                },
                 Action::SetFrequency { from_khz, to_khz } => {
-                    hw.ramp_frequency(from_khz, to_khz).await
+                    chain::COMMANDS
+                        .send(ChainCommand::Ramp { from_khz, to_khz })
+                        .await
                 }
-                Action::SetCoreVoltage(mv) => hw.set_core_voltage(mv).await,
+                Action::SetCoreVoltage(mv) => power.set_core_voltage(mv).await,
             }
         }
     }

@@ -170,7 +170,12 @@ impl LinkDevice {
         };
         let mut decoder = FrameDecoder::new();
         let mut buf = vec![0u8; 4096];
-        // Say hello until the board answers (it may still be enumerating or booting).
+        // A lone delimiter first: whatever the board's decoder held from an earlier session
+        // ends there, so the Hello that follows is read whole.
+        s.writer
+            .write_all(&[0])
+            .await
+            .with_context(|| format!("writing to {name}"))?;
         s.send(&HostToBoard::Hello).await?;
         let caps: Capabilities = {
             let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;

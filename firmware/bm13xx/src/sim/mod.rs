@@ -235,8 +235,8 @@ pub fn spawn(config: SimConfig) -> SimPort {
     }
 }
 
-/// Serve emulated chains over TCP, one connection at a time; each connection gets a freshly
-/// powered chain (the TCP link carries no reset line). Runs until the listener fails.
+/// Serve emulated chains over TCP; every connection gets its own freshly powered chain (the
+/// TCP link carries no reset line). Runs until the listener fails.
 pub async fn serve_tcp(
     listener: tokio::net::TcpListener,
     config: SimConfig,
@@ -246,9 +246,11 @@ pub async fn serve_tcp(
         let _ = stream.set_nodelay(true);
         tracing::info!(%peer, model = %config.model, chips = config.chips, "chain emulator connected");
         let shared = shared(config.clone(), None);
-        if let Err(e) = run_line(stream, shared).await {
-            tracing::info!(%peer, error = %e, "chain emulator connection ended");
-        }
+        tokio::spawn(async move {
+            if let Err(e) = run_line(stream, shared).await {
+                tracing::info!(%peer, error = %e, "chain emulator connection ended");
+            }
+        });
     }
 }
 

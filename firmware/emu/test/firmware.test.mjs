@@ -1,0 +1,205 @@
+// The real Hearth firmware image in rp2040js, with its chip chain wired over TCP to the real
+// `hearth sim-chain` and models of its I2C peripherals: USB, chain bring-up on the UART, mining
+// with every nonce checked here, and the safety paths in emulated time.
+//
+// Needs the image (scripts/firmware.sh) and the hearth binary (cargo build -p hearth); both are
+// built by scripts/test.sh. Paths: HEARTH_FIRMWARE_IMAGE, HEARTH_BIN.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { EmulatedBoard } from '../lib/board.mjs';
+import { LinkHost, workItem, nonceZeroBits } from '../lib/host.mjs';
+
+const root = new URL('../../../', import.meta.url).pathname;
+const image = process.env.HEARTH_FIRMWARE_IMAGE ?? `${root}target/firmware/hearth-bm1370-r1.elf`;
+const hearthBin = process.env.HEARTH_BIN ?? [`${root}target/debug/hearth`, `${root}target/release/hearth`].find(existsSync);
+
+const FAN_PIN = 16;
+const POWER_PIN = 10;
+const RESET_PIN = 11;
+const FLOOR_BITS = 12;
+
+let chain;
+let chainPort;
+
+before(async () => {
+  assert.ok(existsSync(image), `firmware image ${image} missing: run scripts/firmware.sh (or set HEARTH_FIRMWARE_IMAGE)`);
+  assert.ok(hearthBin, 'hearth binary missing: run cargo build -p hearth (or set HEARTH_BIN)');
+  chain = spawn(hearthBin, ['sim-chain', '--listen', '127.0.0.1:0', '--model', 'BM1370', '--chips', '1', '--floor-bits', String(FLOOR_BITS)], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const line = await new Promise((resolve, reject) => {
+    createInterface({ input: chain.stdout }).once('line', resolve);
+    chain.once('exit', (code) => reject(new Error(`hearth sim-chain exited (${code})`)));
+  });
+  chainPort = Number(line.trim().split(':').pop());
+});
+
+after(() => chain?.kill());
+
+const open = new Set();
+after(async () => { for (const b of open) await b.close(); });
+
+/** A board with its chain connected and a host attached (closed after the tests, even on failure). */
+async function boot() {
+  const board = new EmulatedBoard(image, { chain: { host: '127.0.0.1', port: chainPort } });
+  open.add(board);
+  await board.ready();
+  const host = new LinkHost(board);
+  const txFrames = [];
+  let current = [];
+  board.chain.onByte((b) => {
+    current.push(b);
+    // Frames start 55 AA; keep a rolling record of them.
+    if (current.length >= 2 && current[current.length - 2] === 0x55 && b === 0xaa && current.length > 2) {
+      txFrames.push({ ms: board.ms, bytes: current.slice(0, -2) });
+      current = [0x55, 0xaa];
+    }
+  });
+  return { board, host, txFrames: () => [...txFrames, { ms: board.ms, bytes: current }] };
+}
+
+/** Boot, wait for the chain to come up and hand the board work (share floor of the emulated chips). */
+async function hashing() {
+  const b = await boot();
+  await b.host.runUntil(() => b.board.usb.connected, { what: 'USB connection' });
+  b.host.send('Hello');
+  b.host.send({ SetShareFloor: { bits: FLOOR_BITS } });
+  await b.host.runUntil(() => b.host.of('Log').some((l) => l.body.text.includes('chain up')), { timeoutMs: 30_000, what: 'chain up' });
+  b.items = new Map();
+  for (let id = 1; id <= 16; id++) {
+    const item = workItem(id);
+    b.items.set(id, item);
+    b.host.send({ Work: item });
+  }
+  return b;
+}
+
+const hex = (bytes) => Buffer.from(bytes).toString('hex');
+
+test('USB enumerates with the board identity from boards/hearth-bm1370-r1.toml', async () => {
+  const { board, host } = await boot();
+  await host.runUntil(() => board.usb.connected && board.usbHost.strings?.serialNumber, { what: 'USB connection' });
+  assert.equal(board.usbHost.device.vendorId, 0x1209);
+  assert.equal(board.usbHost.device.productId, 0x0001);
+  assert.equal(board.usbHost.strings.manufacturer, 'Hearth');
+  assert.equal(board.usbHost.strings.product, 'Hearth BM1370 board r1');
+  assert.ok(board.usbHost.strings.serialNumber.length > 0);
+  host.send('Hello');
+  await host.runUntil(() => host.of('Hello').length > 0, { what: 'Hello' });
+  const caps = host.of('Hello')[0].body;
+  assert.equal(caps.chip_id, 0x1370);
+  assert.equal(caps.board, 'hearth-bm1370-r1');
+  assert.equal(caps.protocol, 1);
+  await board.close();
+});
+
+test('power-on sequence, then chain enumeration and init on the UART', async () => {
+  const { board, host, txFrames } = await hashing();
+  assert.equal(board.pin(POWER_PIN), 1, 'regulator enabled');
+  assert.equal(board.pin(RESET_PIN), 1, 'chips out of reset');
+  assert.ok(board.tps546.isOn(), 'regulator output on');
+  assert.ok(Math.abs(board.tps546.voutMv() - 1150) <= 5, `core at ${board.tps546.voutMv()} mV`);
+  const frames = txFrames().map((f) => hex(f.bytes));
+  const expect = (frame, what) => assert.ok(frames.includes(frame), `${what} (${frame}) not seen on the UART`);
+  expect('55aa510900a49000ffff1c', 'version rolling enable');
+  expect('55aa52050000' + '0a', 'chip-id read');
+  expect('55aa5305000003', 'chain inactive');
+  expect('55aa400500001c', 'set address 0');
+  expect('55aa5109002811300200' + '03', 'baud switch to 1 Mbaud');
+  expect('55aa51090008' + '40a80230' + '03', 'PLL at 525 MHz (fb 168, ref 2, post 4/1)');
+  assert.equal(board.chain.baudRate > 1_000_000 && board.chain.baudRate < 1_100_000, true, `UART at ${board.chain.baudRate}`);
+  await board.close();
+});
+
+test('mining: every reported nonce hashes to its work item and the share threshold', async () => {
+  const { board, host, items } = await hashing();
+  await host.runUntil(() => host.of('Nonce').length >= 20, { timeoutMs: 60_000, what: '20 nonces' });
+  const shareBits = FLOOR_BITS + 8; // + ticket mask for difficulty 256
+  const seen = new Set();
+  for (const { body } of host.of('Nonce')) {
+    const item = items.get(body.work_id);
+    assert.ok(item, `nonce for unknown work ${body.work_id}`);
+    assert.equal((body.version & ~0x1fffe000) >>> 0, 0x20000000, 'only mask bits rolled');
+    const bits = nonceZeroBits(item, body);
+    assert.equal(bits, body.zero_bits, 'the board computed the same hash');
+    assert.ok(bits >= shareBits, `${bits} zero bits < ${shareBits}`);
+    const key = `${body.work_id}/${body.version}/${body.nonce}`;
+    assert.ok(!seen.has(key), 'duplicate nonce');
+    seen.add(key);
+  }
+  // Telemetry (once a second) catches up with the counters.
+  const counted = () => host.of('Telemetry').at(-1)?.body.chips[0].nonces ?? 0;
+  await host.runUntil(() => counted() >= 20, { timeoutMs: 3000, what: 'telemetry counting the nonces' });
+  const telemetry = host.of('Telemetry').at(-1).body;
+  assert.equal(telemetry.state, 'Hashing', JSON.stringify(host.of('Telemetry').slice(-4)));
+  assert.equal(telemetry.frequency_khz, 525_000);
+  assert.ok(telemetry.chips[0].nonces >= 20);
+  assert.equal(telemetry.chips[0].errors, 0);
+  await board.close();
+});
+
+test('over-temperature: hashing stops and the fan goes to 100 % within 1 s of emulated time', async () => {
+  const { board, host, txFrames } = await hashing();
+  await host.runFor(1500);
+  board.emc2101.setExternalTemp(95);
+  const hot = board.ms;
+  await host.runUntil(() => host.of('Fault', hot).some((f) => f.body.OverTemperature), { timeoutMs: 5000, what: 'OverTemperature fault' });
+  const reported = host.of('Fault', hot).find((f) => f.body.OverTemperature).ms;
+  assert.ok(reported - hot <= 1000, `fault after ${reported - hot} ms`);
+  assert.ok(board.pwm(FAN_PIN).duty >= 0.99, `fan duty ${board.pwm(FAN_PIN).duty}`);
+  assert.ok(!board.tps546.isOn(), 'core voltage off');
+  assert.equal(board.pin(RESET_PIN), 0, 'chips held in reset');
+  const jobsBefore = txFrames().filter((f) => f.bytes[2] === 0x21).length;
+  await host.runFor(2000);
+  assert.equal(txFrames().filter((f) => f.bytes[2] === 0x21).length, jobsBefore, 'no job sent while too hot');
+  // Cool down below the limit minus the hysteresis: the board clears the fault and comes back.
+  board.emc2101.setExternalTemp(60);
+  await host.runUntil(() => host.of('Fault', hot).some((f) => f.body === 'Cleared'), { what: 'Cleared' });
+  await host.runUntil(() => board.tps546.isOn(), { timeoutMs: 30_000, what: 'power back on' });
+  await board.close();
+});
+
+test('a failed temperature sensor: fan to 100 %, then hashing stops', async () => {
+  const { board, host } = await hashing();
+  await host.runFor(1000);
+  board.emc2101.failExternalDiode('open');
+  const failed = board.ms;
+  await host.runUntil(() => host.of('Fault', failed).some((f) => f.body.SensorFailure), { timeoutMs: 3000, what: 'SensorFailure' });
+  assert.equal(host.of('Fault', failed).find((f) => f.body.SensorFailure).body.SensorFailure.sensor, 'AsicTemperature');
+  await host.runUntil(() => board.pwm(FAN_PIN).duty >= 0.99, { timeoutMs: 1000, what: 'fan at 100 %' });
+  await host.runUntil(() => !board.tps546.isOn(), { timeoutMs: 3000, what: 'core off after repeated failures' });
+  await board.close();
+});
+
+test('a silent host: the board enters its safe state, and leaves it when the host returns', async () => {
+  const { board, host } = await hashing();
+  await host.runFor(1000);
+  host.silent = true;
+  const quiet = board.ms;
+  await host.runUntil(() => host.of('Fault', quiet).some((f) => f.body.HostSilent), { timeoutMs: 15_000, what: 'HostSilent' });
+  const at = host.of('Fault', quiet).find((f) => f.body.HostSilent).ms;
+  assert.ok(at - quiet >= 9_000 && at - quiet <= 11_000, `safe state after ${at - quiet} ms`);
+  assert.ok(!board.tps546.isOn(), 'core off');
+  assert.equal(board.pin(RESET_PIN), 0);
+  assert.ok(board.pwm(FAN_PIN).duty >= 0.45, `fan stays on (duty ${board.pwm(FAN_PIN).duty})`);
+  host.silent = false;
+  await host.runUntil(() => host.of('Fault', at).some((f) => f.body === 'Cleared'), { what: 'Cleared' });
+  await host.runUntil(() => board.tps546.isOn(), { timeoutMs: 30_000, what: 'power back on' });
+  await board.close();
+});
+
+test('garbage on the link: the board resynchronises at the next frame', async () => {
+  const { board, host } = await boot();
+  await host.runUntil(() => board.usb.connected, { what: 'USB connection' });
+  // 300 bytes of noise, longer than any frame: the board drops them up to the next delimiter
+  // (the end of the first real frame after them), then answers every frame again.
+  const junk = Uint8Array.from({ length: 300 }, (_, i) => (i * 97 + 13) & 0xff);
+  const at = board.ms;
+  board.usb.write(junk);
+  host.send({ Ping: { seq: 424242 } });
+  host.send({ Ping: { seq: 424243 } });
+  await host.runUntil(() => host.of('Pong', at).some((p) => p.body.seq === 424243), { what: 'Pong after garbage' });
+  assert.ok(host.errors.length === 0, 'the host side saw no bad frame');
+  await board.close();
+});

@@ -552,7 +552,7 @@ mod tests {
         ))
         .unwrap();
         let config = Config::parse(&text).unwrap();
-        assert_eq!(config.devices.len(), 1);
+        assert_eq!(config.devices.len(), 2);
         // The placeholder address is (deliberately) not valid.
         assert!(
             config

@@ -10,6 +10,9 @@
 
 use bm13xx::job::{FullHeaderJob, roll_version};
 use bm13xx::model::{ChipModel, NonceReply};
+use bm13xx::register::addr;
+use bm13xx::response::RegisterReply;
+use bm13xx::sequence::address_interval;
 use bm13xx::tracker::{JobTracker, RecentNonces};
 use bm13xx::verify::{header_hash, leading_zero_bits};
 use heapless::{Deque, String, Vec};
@@ -96,6 +99,10 @@ pub struct Sensors {
 
 /// Something for the firmware to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "no_std without alloc: no Box; actions live briefly in a fixed list"
+)]
 pub enum Action {
     /// Send a frame to the host.
     Send(BoardToHost),
@@ -488,6 +495,19 @@ impl Controller {
             chip: chip as u8,
             zero_bits: zero_bits.min(255) as u8,
         })));
+    }
+
+    /// A register reply from the chips: the hash and error counters they are polled for.
+    pub fn on_register(&mut self, reply: &RegisterReply) {
+        let chip = usize::from(u16::from(reply.chip_address) / address_interval(self.config.chips));
+        let Some(c) = self.counters.get_mut(chip) else {
+            return;
+        };
+        match reply.register {
+            addr::HASH_COUNTER_TOTAL => c.hash_counter = reply.value,
+            addr::ERROR_COUNTER => c.error_counter = reply.value,
+            _ => {}
+        }
     }
 
     /// A round of sensor readings.

@@ -362,3 +362,21 @@ fn telemetry_goes_out_every_second() {
     }
     assert_eq!(count, 5);
 }
+
+#[test]
+fn chip_counters_from_register_polls_reach_telemetry() {
+    let mut c = hashing();
+    let reply = |register, value| bm13xx::response::RegisterReply {
+        value,
+        chip_address: 0,
+        register,
+    };
+    c.on_register(&reply(0x8C, 12_345));
+    c.on_register(&reply(0x4C, 7));
+    c.on_register(&reply(0x14, 99)); // other registers are ignored
+    let t = c.telemetry(1000);
+    assert_eq!(
+        (t.chips[0].hash_counter, t.chips[0].error_counter),
+        (12_345, 7)
+    );
+}

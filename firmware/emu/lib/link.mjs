@@ -183,7 +183,7 @@ export function decodeBoardMessage(bytes) {
         chips: [],
       };
       const n = r.varint();
-      for (let k = 0; k < n; k++) t.chips.push({ nonces: r.varint(), errors: r.varint() });
+      for (let k = 0; k < n; k++) t.chips.push({ nonces: r.varint(), errors: r.varint(), hash_counter: r.varint(), error_counter: r.varint() });
       msg = { Telemetry: t };
       break;
     }

@@ -136,6 +136,8 @@ test('mining: every reported nonce hashes to its work item and the share thresho
   assert.equal(telemetry.frequency_khz, 525_000);
   assert.ok(telemetry.chips[0].nonces >= 20);
   assert.equal(telemetry.chips[0].errors, 0);
+  assert.ok(telemetry.chips[0].hash_counter > 0, 'the chip\'s hash counter is polled');
+  assert.equal(telemetry.chips[0].error_counter, 0);
   await board.close();
 });
 

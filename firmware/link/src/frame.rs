@@ -5,8 +5,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::PROTOCOL_VERSION;
 
-/// Largest payload (version + postcard body + CRC) before COBS.
-pub const MAX_PAYLOAD: usize = 240;
+/// Largest payload (version + postcard body + CRC) before COBS: room for the largest message,
+/// a telemetry frame of 16 chips with every field at its widest (pinned by a test).
+pub const MAX_PAYLOAD: usize = 512;
 /// Largest frame on the wire: COBS adds one byte per 254, plus the delimiter.
 pub const MAX_FRAME: usize = MAX_PAYLOAD + MAX_PAYLOAD / 254 + 2;
 
@@ -184,6 +185,37 @@ mod tests {
         let mut got = None;
         d.feed(&frame, |r: Result<HostToBoard, _>| got = Some(r));
         assert_eq!(got, Some(Ok(msg)));
+    }
+
+    #[test]
+    fn the_largest_message_fits() {
+        use crate::{BoardState, ChipCounters, Telemetry};
+        let wide = ChipCounters {
+            nonces: u32::MAX,
+            errors: u32::MAX,
+            hash_counter: u32::MAX,
+            error_counter: u32::MAX,
+        };
+        let t = BoardToHost::Telemetry(Telemetry {
+            uptime_ms: u32::MAX,
+            state: BoardState::Throttled,
+            asic_temp_mc: Some(i32::MIN),
+            board_temp_mc: Some(i32::MIN),
+            vr_temp_mc: Some(i32::MIN),
+            fan_percent: 100,
+            fan_rpm: Some(u32::MAX),
+            vcore_mv: Some(u16::MAX),
+            vcore_ma: Some(u32::MAX),
+            input_mv: Some(u32::MAX),
+            input_ma: Some(u32::MAX),
+            input_mw: Some(u32::MAX),
+            frequency_khz: u32::MAX,
+            queued: u8::MAX,
+            chips: heapless::Vec::from_slice(&[wide; 16]).unwrap(),
+        });
+        let mut out = [0u8; MAX_FRAME];
+        let frame = encode(&t, &mut out).unwrap();
+        assert!(frame.len() <= MAX_FRAME);
     }
 
     #[test]

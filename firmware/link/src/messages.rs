@@ -126,6 +126,11 @@ pub struct ChipCounters {
     pub nonces: u32,
     /// Replies that failed verification.
     pub errors: u32,
+    /// The chip's own hash counter (register 0x8C on BM1366/68/70; one count = 2^32 hashes at
+    /// the chip's 32-zero-bit floor), wrapping; polled once a second.
+    pub hash_counter: u32,
+    /// The chip's own nonce error counter (register 0x4C), polled once a second.
+    pub error_counter: u32,
 }
 
 /// Periodic measurements (about once a second).
@@ -242,6 +247,10 @@ pub enum LogLevel {
 
 /// Messages from the board.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "no_std without alloc: no Box; a few hundred bytes in a fixed queue"
+)]
 pub enum BoardToHost {
     /// Answer to [`HostToBoard::Hello`] (also sent unprompted after boot).
     Hello(Capabilities),

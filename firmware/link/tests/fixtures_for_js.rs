@@ -79,6 +79,8 @@ fn frames_for_the_javascript_codec_are_current() {
             chips: heapless::Vec::from_slice(&[ChipCounters {
                 nonces: 5,
                 errors: 1,
+                hash_counter: 4_000_000_000,
+                error_counter: 2,
             }])
             .unwrap(),
         }),

@@ -73,7 +73,12 @@ fn board_message() -> impl Strategy<Value = BoardToHost> {
                 queued: fan_percent,
                 chips: chips
                     .into_iter()
-                    .map(|(nonces, errors)| ChipCounters { nonces, errors })
+                    .map(|(nonces, errors)| ChipCounters {
+                        nonces,
+                        errors,
+                        hash_counter: nonces ^ errors,
+                        error_counter: errors,
+                    })
                     .collect(),
             },
         );

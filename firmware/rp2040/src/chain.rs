@@ -8,12 +8,12 @@ use bm13xx::job::FullHeaderJob;
 use bm13xx::model::{ChainBaud, ChipModel};
 use bm13xx::pll::{self, FrequencyRamp};
 use bm13xx::register::addr;
-use embassy_futures::select::{Either, select};
+use embassy_futures::select::{Either3, select3};
 use embassy_rp::gpio::Output;
 use embassy_rp::uart::{BufferedUartRx, BufferedUartTx};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
-use embassy_time::{Delay, Timer};
+use embassy_time::{Delay, Duration, Ticker, Timer};
 
 use crate::board;
 
@@ -175,21 +175,35 @@ pub async fn run(
                 }
             };
         REPORTS.send(ChainReport::Up).await;
+        // The chips' own hash and error counters, once a second (ESP-Miner polls the same).
+        let mut poll = Ticker::every(Duration::from_secs(1));
+        let hash_counter = if model == ChipModel::Bm1397 {
+            addr::HASH_RATE_BM1397
+        } else {
+            addr::HASH_COUNTER_TOTAL
+        };
         loop {
-            match select(COMMANDS.receive(), chain_rx.next_event()).await {
-                Either::First(ChainCommand::Job(job)) => {
+            match select3(COMMANDS.receive(), chain_rx.next_event(), poll.next()).await {
+                Either3::First(ChainCommand::Job(job)) => {
                     let _ = chain_tx.send_job(&job).await;
                     let _ = chain_tx.flush().await;
                 }
-                Either::First(ChainCommand::Ramp { from_khz, to_khz }) => {
+                Either3::First(ChainCommand::Ramp { from_khz, to_khz }) => {
                     ramp(&mut chain_tx, model, from_khz, to_khz).await
                 }
-                Either::First(ChainCommand::Down) => break,
-                Either::First(ChainCommand::BringUp { .. }) => {} // already up
-                Either::Second(Ok(event)) => REPORTS.send(ChainReport::Event(event)).await,
-                Either::Second(Err(_)) => {
+                Either3::First(ChainCommand::Down) => break,
+                Either3::First(ChainCommand::BringUp { .. }) => {} // already up
+                Either3::Second(Ok(event)) => REPORTS.send(ChainReport::Event(event)).await,
+                Either3::Second(Err(_)) => {
                     REPORTS.send(ChainReport::Lost).await;
                     break;
+                }
+                Either3::Third(()) => {
+                    let _ = chain_tx.read_register(Destination::All, hash_counter).await;
+                    let _ = chain_tx
+                        .read_register(Destination::All, addr::ERROR_COUNTER)
+                        .await;
+                    let _ = chain_tx.flush().await;
                 }
             }
         }

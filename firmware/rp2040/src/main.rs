@@ -169,7 +169,9 @@ async fn main(spawner: Spawner) {
                 Either4::Second(ChainReport::Event(ChainEvent::Nonce(reply))) => {
                     controller.on_nonce(now, &reply, &mut out)
                 }
-                Either4::Second(ChainReport::Event(ChainEvent::Register(_))) => {}
+                Either4::Second(ChainReport::Event(ChainEvent::Register(reply))) => {
+                    controller.on_register(&reply)
+                }
                 Either4::Second(ChainReport::Up) => {
                     led.set_high();
                     controller.on_chain_up(now, &mut out);

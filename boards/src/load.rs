@@ -397,6 +397,15 @@ impl Board {
             }
         }
         // The chain and its envelope.
+        if a.model == "BM1397" {
+            // The board firmware sends full-header jobs only (no midstates on the RP2040).
+            p.push(
+                "asic.model BM1397 needs midstate jobs, which the board firmware does not build: \
+                 use BM1366, BM1368 or BM1370, or drive a BM1397 chain from the host through a \
+                 USB-UART adapter ([[device]] kind = \"serial\")"
+                    .to_string(),
+            );
+        }
         match asics.get(&a.model) {
             None => p.push(format!("asic.model {:?} is not in asics.toml", a.model)),
             Some(env) => {
@@ -681,6 +690,11 @@ mod tests {
         assert!(
             p.iter()
                 .any(|p| p.contains("0x4C is used by both EMC2101 and INA260")),
+            "{p:?}"
+        );
+        let p = with(|b| b.asic.model = "BM1397".to_string());
+        assert!(
+            p.iter().any(|p| p.contains("BM1397 needs midstate jobs")),
             "{p:?}"
         );
         let p = with(|b| b.asic.frequency_mhz = 900);

@@ -74,12 +74,14 @@ impl Daemon {
         let (candidate_tx, candidate_rx) = mpsc::channel(256);
         let (found_block_tx, found_block_rx) = mpsc::channel(16);
         let (refresh_tx, refresh_rx) = mpsc::channel(16);
+        let (refused_tx, refused_rx) = mpsc::channel(16);
 
         let submitter = Submitter {
             rpc: rpc.clone(),
             journal: journal.clone(),
             candidates: candidate_rx,
             refresh: refresh_tx.clone(),
+            refused: refused_tx,
             stats: stats.clone(),
             events: events.clone(),
             cancel: cancel.clone(),
@@ -101,7 +103,7 @@ impl Daemon {
                 loop {
                     tokio::select! {
                         n = zmq_rx.recv() => match n {
-                            Some(()) => { let _ = refresh.try_send(()); }
+                            Some(()) => { let _ = refresh.try_send(crate::node::source::Refresh::NewBlock); }
                             None => break,
                         },
                         _ = c.cancelled() => break,
@@ -134,6 +136,8 @@ impl Daemon {
                 tip: tip_rx,
                 candidates: candidate_tx,
                 found_block: found_block_tx,
+                journal: journal.clone(),
+                refused: refused_rx,
                 stats: stats.clone(),
                 events: events.clone(),
                 cancel: cancel.clone(),

@@ -5,11 +5,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bitcoin::hashes::Hash;
-use bitcoin::{Block, BlockHash, Target};
+use bitcoin::{BlockHash, Target};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Stats};
+use crate::submit::{Journal, JournalEntry};
 use crate::work::{Job, JobId};
 
 /// A result from a device.
@@ -102,14 +103,12 @@ pub fn verify(job: &Job, version: i32, nonce: u32, share_bits: u32) -> Verdict {
 /// A block to submit.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    /// The block.
-    pub block: Block,
-    /// Height.
-    pub height: u32,
+    /// The journal entry, already on disk.
+    pub entry: JournalEntry,
     /// Hash.
     pub hash: BlockHash,
-    /// Device name.
-    pub device: String,
+    /// The block it builds on.
+    pub parent: BlockHash,
     /// Device index.
     pub device_index: usize,
     /// Whether its work was already replaced when it came back.
@@ -125,6 +124,10 @@ pub struct ShareChecker {
     pub tip: watch::Receiver<Option<BlockHash>>,
     /// Block candidates to the submitter.
     pub candidates: mpsc::Sender<Candidate>,
+    /// The journal: every candidate is written here before it is queued for submission.
+    pub journal: Journal,
+    /// Parents of blocks the node refused: siblings found on them are submitted after all.
+    pub refused: mpsc::Receiver<BlockHash>,
     /// Tells the template source to stop mining on a tip we just extended.
     pub found_block: mpsc::Sender<BlockHash>,
     /// Counters.
@@ -145,6 +148,10 @@ impl ShareChecker {
         let mut extended: HashSet<BlockHash> = HashSet::new();
         loop {
             let found = tokio::select! {
+                Some(parent) = self.refused.recv() => {
+                    extended.remove(&parent);
+                    continue;
+                }
                 f = self.found.recv() => match f { Some(f) => f, None => break },
                 _ = self.cancel.cancelled() => break,
             };
@@ -207,16 +214,27 @@ impl ShareChecker {
                     let height = found.job.work.template.height;
                     self.stats.update(found.device, |d| d.blocks_found += 1);
                     let _ = self.found_block.try_send(prev);
-                    let candidate = Candidate {
-                        block,
+                    // On disk before anything else can go wrong: a shutdown, a crash, or a
+                    // submitter still busy with an earlier block cannot lose it now.
+                    let entry = JournalEntry {
                         height,
-                        hash,
+                        hash: hash.to_string(),
                         device: found.device_name.clone(),
+                        found_at: crate::work::unix_now(),
+                        block: bitcoin::consensus::encode::serialize_hex(&block),
+                    };
+                    if let Err(e) = self.journal.record(&entry) {
+                        tracing::error!(error = %e, %hash, "could not journal a block candidate; submitting anyway");
+                    }
+                    let candidate = Candidate {
+                        entry,
+                        hash,
+                        parent: prev,
                         device_index: found.device,
                         stale_work: stale,
                     };
                     if self.candidates.send(candidate).await.is_err() {
-                        tracing::error!(%hash, height, "submitter is gone; a block candidate could not be queued");
+                        tracing::error!(%hash, height, "submitter is gone; the candidate stays in the journal for the next start");
                     }
                 }
             }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+use bitcoin::consensus::encode::deserialize_hex;
 use bitcoin::{Block, BlockHash};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -159,17 +159,21 @@ pub async fn submit_and_confirm(
     cancel: &CancellationToken,
 ) -> Option<(Outcome, String)> {
     let mut backoff = Duration::from_millis(250);
-    let mut warned = false;
+    let mut warned_at: Option<tokio::time::Instant> = None;
     let reply = loop {
         match rpc
             .call::<serde_json::Value>("submitblock", json!([block_hex]))
             .await
         {
             Ok(reply) => break Ok(reply),
-            Err(e) if e.is_transient() => {
-                if !warned {
-                    tracing::warn!(%hash, height, error = %e, "cannot reach the node to submit a block; it is journalled, retrying until the node answers");
-                    warned = true;
+            // Only the node's own verdict (an RPC error object or a BIP22 string) decides a
+            // block's fate. Anything else (unreachable, timeout, a cookie rotated by a restart,
+            // a busy node answering HTTP 503 in plain text) is retried: the block stays pending.
+            Err(e @ RpcError::Rpc { .. }) => break Err(e),
+            Err(e) => {
+                if warned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(%hash, height, error = %e, "cannot submit a block yet; it is journalled, retrying until the node answers");
+                    warned_at = Some(tokio::time::Instant::now());
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -177,25 +181,24 @@ pub async fn submit_and_confirm(
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
-            Err(e) => break Err(e),
         }
     };
     let reason = match reply {
-        // null is acceptance; "duplicate" means the node already has it; "inconclusive" means it
-        // was stored but not connected (e.g. a side branch). Confirm all three against the chain.
+        // null is acceptance; "duplicate" means the node already has it; "inconclusive" (and
+        // "duplicate-inconclusive") means it was stored but not connected, e.g. on a side
+        // branch. Confirm all of them against the active chain. Any other string is a rejection.
         Ok(serde_json::Value::Null) => "accepted".to_string(),
-        Ok(serde_json::Value::String(s)) if s == "duplicate" || s == "inconclusive" => s,
+        Ok(serde_json::Value::String(s))
+            if s == "duplicate" || s == "inconclusive" || s == "duplicate-inconclusive" =>
+        {
+            s
+        }
         Ok(serde_json::Value::String(s)) => return Some((Outcome::Rejected, s)),
         Ok(other) => {
             return Some((
                 Outcome::Rejected,
                 format!("unexpected submitblock reply {other}"),
             ));
-        }
-        Err(e @ RpcError::Rpc { .. })
-        | Err(e @ RpcError::Malformed { .. })
-        | Err(e @ RpcError::Auth { .. }) => {
-            return Some((Outcome::Rejected, e.to_string()));
         }
         Err(e) => return Some((Outcome::Rejected, e.to_string())),
     };
@@ -227,8 +230,10 @@ pub struct Submitter {
     pub journal: Journal,
     /// Candidates from the share checker.
     pub candidates: mpsc::Receiver<Candidate>,
-    /// Tells the template source to refresh after each outcome.
-    pub refresh: mpsc::Sender<()>,
+    /// Tells the template source that the node has answered for a block (its parent).
+    pub refresh: mpsc::Sender<crate::node::source::Refresh>,
+    /// Tells the share checker about refused blocks (their parent).
+    pub refused: mpsc::Sender<BlockHash>,
     /// Counters.
     pub stats: Stats,
     /// Events.
@@ -270,17 +275,7 @@ impl Submitter {
                 c = self.candidates.recv() => match c { Some(c) => c, None => break },
                 _ = self.cancel.cancelled() => break,
             };
-            let entry = JournalEntry {
-                height: candidate.height,
-                hash: candidate.hash.to_string(),
-                device: candidate.device.clone(),
-                found_at: crate::work::unix_now(),
-                block: serialize_hex(&candidate.block),
-            };
-            if let Err(e) = self.journal.record(&entry) {
-                // Still submit: losing the journal is bad, losing the block is worse.
-                tracing::error!(error = %e, hash = %entry.hash, "could not journal a block candidate; submitting anyway");
-            }
+            let entry = candidate.entry;
             tracing::info!(height = entry.height, hash = %entry.hash, device = %entry.device,
                 stale_work = candidate.stale_work, "block candidate found; submitting");
             let _ = self.events.send(Event::BlockCandidate {
@@ -297,16 +292,23 @@ impl Submitter {
             )
             .await
             {
-                Some((outcome, reason)) => self.report(
-                    &entry,
-                    candidate.hash,
-                    candidate.device_index,
-                    outcome,
-                    &reason,
-                ),
+                Some((outcome, reason)) => {
+                    if outcome == Outcome::Rejected {
+                        let _ = self.refused.try_send(candidate.parent);
+                    }
+                    self.report(
+                        &entry,
+                        candidate.hash,
+                        candidate.device_index,
+                        outcome,
+                        &reason,
+                    )
+                }
                 None => break, // stays in pending/ for the next start
             }
-            let _ = self.refresh.try_send(());
+            let _ = self
+                .refresh
+                .try_send(crate::node::source::Refresh::Submitted(candidate.parent));
         }
     }
 

@@ -404,7 +404,8 @@ async fn killing_the_daemon_between_find_and_submission_loses_nothing() {
     let (_, address, _) = common::addresses().into_iter().next().unwrap();
     let config_dir = tempfile::tempdir().unwrap();
     let config_path = config_dir.path().join("hearth.toml");
-    let devices = common::sim_device("board", 4, 200_000.0, 0);
+    // About one block a second: the node can be taken away while the daemon holds live work.
+    let devices = common::sim_device("board", 4, 20_000.0, 0);
     std::fs::write(
         &config_path,
         format!(

@@ -16,7 +16,7 @@ use embedded_io_async::{Read, Write};
 
 use crate::command::{Command, Destination};
 use crate::job::{FullHeaderJob, MIDSTATE_JOB_FRAME_MAX_LEN, MidstateJob};
-use crate::model::{ChipModel, NonceReply};
+use crate::model::{ChainBaud, ChipModel, NonceReply};
 use crate::register::addr;
 use crate::response::{DecoderStats, RegisterReply, Response, ResponseDecoder};
 use crate::sequence::{InitConfig, Phase, Sequence, Step, chip_address};
@@ -355,8 +355,20 @@ where
                 khz: config.frequency_khz,
             });
         }
-        self.enumerate().await?;
-        let mut baud = 115_200;
+        // The chips may still run at the mining baud from an earlier session (a board without
+        // a reset line, or a host restarted with the core powered): start at the power-on baud
+        // and, if nothing answers, tell them at the mining baud to come back to it.
+        self.switch_host_baud(ChainBaud::PowerOn.chip_baud())?;
+        match self.enumerate().await {
+            Err(ChainError::NoChips) if config.baud != ChainBaud::PowerOn => {
+                self.recall_to_power_on_baud(config.baud).await?;
+                self.enumerate().await?;
+            }
+            result => {
+                result?;
+            }
+        }
+        let mut baud = ChainBaud::PowerOn.chip_baud();
         for step in Sequence::new(model, config, self.chip_count, Phase::Configure) {
             if let Step::SetHostBaud(b) = step {
                 baud = b;
@@ -369,6 +381,34 @@ where
             frequency_khz: config.frequency_khz,
             baud,
         })
+    }
+
+    fn switch_host_baud(&mut self, baud: u32) -> Result<(), ChainError<E, B::Error>> {
+        self.baud
+            .set_host_baud(baud)
+            .map_err(ChainError::HostBaud)?;
+        self.rx.discard_buffered();
+        Ok(())
+    }
+
+    /// Broadcast, at `from`, the baud-register value for the power-on baud, then follow.
+    async fn recall_to_power_on_baud(
+        &mut self,
+        from: ChainBaud,
+    ) -> Result<(), ChainError<E, B::Error>> {
+        let (register, value) = self.model().baud_register(ChainBaud::PowerOn);
+        self.switch_host_baud(from.chip_baud())?;
+        self.tx
+            .send(Command::WriteRegister {
+                to: Destination::All,
+                register,
+                value,
+            })
+            .await
+            .map_err(ChainError::Io)?;
+        self.tx.flush().await.map_err(ChainError::Io)?;
+        self.delay.delay_ms(50).await;
+        self.switch_host_baud(ChainBaud::PowerOn.chip_baud())
     }
 
     /// Count the chips: enable version rolling (11-byte replies), broadcast a chip-id read, and
@@ -467,11 +507,7 @@ where
                 // frame has left (bm13xx-rs waits 50 ms, factory firmware ~60 ms).
                 self.tx.flush().await.map_err(ChainError::Io)?;
                 self.delay.delay_ms(50).await;
-                self.baud
-                    .set_host_baud(baud)
-                    .map_err(ChainError::HostBaud)?;
-                self.rx.discard_buffered();
-                Ok(())
+                self.switch_host_baud(baud)
             }
         }
     }

@@ -234,6 +234,17 @@ impl ChipModel {
         }
     }
 
+    /// Job ids in use. 32 where the 5-bit echo is proven by factory captures (BM1366, BM1368:
+    /// about 4,000 S21 replies validate only with job-id bit 4 in bit 0 of byte 6) and on BM1397;
+    /// 16 on BM1370, where bit 4 is not proven (docs/bm13xx-protocol.md §6.2, §10; mujina reads
+    /// that bit as half a bit of excess difficulty), so that bit is never needed to find a job.
+    pub const fn job_id_count(self) -> u8 {
+        match self {
+            ChipModel::Bm1370 => 16,
+            _ => 32,
+        }
+    }
+
     /// Job byte sent for `job_id`: `id << 3` on full-header chips, `id << 2` on BM1397.
     pub const fn job_byte(self, job_id: u8) -> u8 {
         match self {
@@ -262,8 +273,16 @@ impl ChipModel {
         };
         let (job_id, small_core, excess, midstate_index, version_bits) = match self {
             ChipModel::Bm1366 => (raw.b7 >> 3, raw.b7 & 0x07, raw.b6, 0, version_field << 13),
-            ChipModel::Bm1368 | ChipModel::Bm1370 => (
+            ChipModel::Bm1368 => (
                 ((raw.b6 & 1) << 4) | (raw.b7 >> 4),
+                raw.b7 & 0x0F,
+                raw.b6 >> 1,
+                0,
+                version_field << 13,
+            ),
+            // 16 job ids only (see `job_id_count`): byte 6 bit 0 is not part of the id.
+            ChipModel::Bm1370 => (
+                raw.b7 >> 4,
                 raw.b7 & 0x0F,
                 raw.b6 >> 1,
                 0,

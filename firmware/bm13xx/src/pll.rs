@@ -173,7 +173,7 @@ impl Iterator for FrequencyRamp {
             return None;
         }
         let next = if self.target > self.current {
-            (self.current + RAMP_STEP_KHZ).min(self.target)
+            self.current.saturating_add(RAMP_STEP_KHZ).min(self.target)
         } else {
             self.current.saturating_sub(RAMP_STEP_KHZ).max(self.target)
         };
@@ -193,6 +193,12 @@ mod tests {
         solve(mhz * 1000, &limits)
             .map(|p| p.register_value(&limits))
             .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_ramp_to_the_top_of_the_range_ends_there() {
+        let ramp: Vec<u32> = FrequencyRamp::new(u32::MAX - 10_000, u32::MAX).collect();
+        assert_eq!(ramp, [u32::MAX - 3_750, u32::MAX]);
     }
 
     #[test]

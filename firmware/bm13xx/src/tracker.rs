@@ -11,6 +11,7 @@ use crate::job::JOB_ID_COUNT;
 pub struct JobTracker<T> {
     slots: [Option<T>; JOB_ID_COUNT as usize],
     next_id: u8,
+    ids: u8,
 }
 
 impl<T> Default for JobTracker<T> {
@@ -20,19 +21,26 @@ impl<T> Default for JobTracker<T> {
 }
 
 impl<T> JobTracker<T> {
-    /// An empty table.
+    /// An empty table using all 32 ids.
     pub fn new() -> Self {
+        Self::with_ids(JOB_ID_COUNT)
+    }
+
+    /// An empty table cycling through the first `ids` ids (1..=32), e.g.
+    /// [`crate::model::ChipModel::job_id_count`].
+    pub fn with_ids(ids: u8) -> Self {
         JobTracker {
             slots: core::array::from_fn(|_| None),
             next_id: 0,
+            ids: ids.clamp(1, JOB_ID_COUNT),
         }
     }
 
-    /// Store `job` under the next id (cycling through all 32) and return the id.
+    /// Store `job` under the next id and return the id.
     pub fn insert(&mut self, job: T) -> u8 {
         let id = self.next_id;
         self.slots[usize::from(id)] = Some(job);
-        self.next_id = (id + 1) % JOB_ID_COUNT;
+        self.next_id = (id + 1) % self.ids;
         id
     }
 

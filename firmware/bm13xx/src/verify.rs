@@ -142,7 +142,7 @@ impl NonceVerifier {
     pub fn new(model: ChipModel, version_mask: u32, min_zero_bits: u32) -> Self {
         NonceVerifier {
             model,
-            jobs: JobTracker::new(),
+            jobs: JobTracker::with_ids(model.job_id_count()),
             recent: RecentNonces::default(),
             version_mask,
             min_zero_bits,

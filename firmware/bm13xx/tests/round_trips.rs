@@ -102,6 +102,7 @@ proptest! {
         midstate_index in 0u8..4,
     ) {
         let small_core = small_core % model.small_cores_per_core().min(16) as u8;
+        let job_id = job_id % model.job_id_count();
         let frame = encode_nonce_reply(model, n, job_id, small_core, excess, version_field, midstate_index);
         prop_assert_eq!(frame.len(), model.response_len());
         let Ok(Response::Nonce(raw)) = parse_response(&frame) else { panic!("not a nonce") };

@@ -29,9 +29,19 @@ pub const QUEUE_DEPTH: usize = 16;
 pub const QUEUE_LOW: usize = 4;
 /// Telemetry period.
 pub const TELEMETRY_MS: u32 = 1000;
-/// Consecutive failed chip-temperature readings before the board stops hashing (with the fan
-/// already at 100 % from the first one).
+/// Failed chip-temperature readings (net of good ones: each good reading takes one back) before
+/// the board stops hashing, with the fan already at 100 % from the first one. A leaky bucket, so
+/// a sensor that fails every other reading still stops the board.
 pub const SENSOR_FAILURES_TO_STOP: u8 = 5;
+/// The bucket's ceiling: a sensor that failed for long needs this many good readings in a row
+/// before the board trusts it again.
+pub const SENSOR_FAILURES_MAX: u8 = 2 * SENSOR_FAILURES_TO_STOP;
+/// With the core powered, the board stops hashing when its last good chip temperature is older
+/// than this; it powers up only with one younger than this.
+pub const SENSOR_STALE_MS: u32 = 2000;
+/// While the queue stays low, the board asks for work again this often (the host may have had
+/// none the first time).
+pub const WORK_LOW_REPEAT_MS: u32 = 2000;
 /// Time between frequency steps while throttling.
 pub const THROTTLE_STEP_MS: u32 = 5000;
 
@@ -52,6 +62,8 @@ pub struct BoardConfig {
     pub frequency_khz: u32,
     /// Lowest hash clock throttling may go to, kHz.
     pub min_frequency_khz: u32,
+    /// Highest hash clock the host may ask for, kHz (the model's envelope).
+    pub max_frequency_khz: u32,
     /// Core voltage, mV.
     pub core_mv: u16,
     /// Allowed core voltage range, mV.
@@ -111,12 +123,15 @@ pub enum Action {
     /// Set the fan duty, percent.
     SetFan(u8),
     /// Power up: regulator on at `core_mv`, release reset, initialise the chain at
-    /// `frequency_khz`. Answer with [`Controller::on_chain_up`] or [`Controller::on_chain_failed`].
+    /// `frequency_khz`. Answer with [`Controller::on_chain_up`] or [`Controller::on_chain_failed`]
+    /// carrying the same `generation`, so that the answer to an abandoned power-up is ignored.
     PowerUp {
         /// Core voltage.
         core_mv: u16,
         /// Hash clock.
         frequency_khz: u32,
+        /// Which power-up this is.
+        generation: u32,
     },
     /// Hashing stops: chips held in reset, core voltage off.
     PowerDown,
@@ -131,15 +146,23 @@ pub enum Action {
     SetCoreVoltage(u16),
 }
 
-/// Why the board is in its safe state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why the board is in its safe state, mildest first: a worse reason replaces a milder one,
+/// never the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum SafeReason {
-    Thermal,
+    HostReset,
+    HostSilent,
+    InputPower,
     Sensor,
     Regulator,
-    InputPower,
-    HostSilent,
-    HostReset,
+    Thermal,
+}
+
+impl SafeReason {
+    /// Reasons the host may clear; the others clear only when the hardware is healthy again.
+    fn host_clearable(self) -> bool {
+        matches!(self, SafeReason::HostReset | SafeReason::HostSilent)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,13 +205,17 @@ pub struct Controller {
     last_telemetry_ms: u32,
     last_throttle_ms: u32,
     send_next_now: bool,
-    asked_for_work: bool,
+    /// When the board last asked for work or got some; `None` = ask as soon as the queue is low.
+    asked_for_work_ms: Option<u32>,
     sensor_failures: u8,
+    /// When the chip temperature was last read successfully.
+    last_asic_ok_ms: Option<u32>,
     sensors: Sensors,
     retry_power_at: Option<u32>,
+    generation: u32,
 }
 
-fn text(s: &str) -> String<96> {
+fn text<const N: usize>(s: &str) -> String<N> {
     let mut out = String::new();
     for c in s.chars() {
         if out.push(c).is_err() {
@@ -200,8 +227,9 @@ fn text(s: &str) -> String<96> {
 
 impl Controller {
     /// A controller at boot (`now_ms`): fan at 100 % until the first temperature, then power-up
-    /// on the first tick.
+    /// on the first tick after a good chip-temperature reading.
     pub fn new(config: BoardConfig, now_ms: u32) -> Self {
+        let job_ids = config.model.job_id_count();
         let chips = usize::from(config.chips).min(16);
         let mut counters = Vec::new();
         for _ in 0..chips {
@@ -216,7 +244,7 @@ impl Controller {
             zone: ThermalZone::Normal,
             paused: false,
             queue: Deque::new(),
-            jobs: JobTracker::new(),
+            jobs: JobTracker::with_ids(job_ids),
             recent: RecentNonces::default(),
             counters,
             share_floor_bits: 32,
@@ -227,10 +255,12 @@ impl Controller {
             last_telemetry_ms: now_ms,
             last_throttle_ms: now_ms,
             send_next_now: true,
-            asked_for_work: false,
+            asked_for_work_ms: None,
             sensor_failures: 0,
+            last_asic_ok_ms: None,
             sensors: Sensors::default(),
             retry_power_at: Some(now_ms),
+            generation: 0,
         }
     }
 
@@ -287,22 +317,23 @@ impl Controller {
     }
 
     fn enter_safe(&mut self, reason: SafeReason, fault: Fault, out: &mut impl FnMut(Action)) {
-        // Cooling first, then power, then the report: the actions run in this order.
+        // Power off first, then cooling, then the report: the actions run in this order, and
+        // cutting the core is what matters most if a later one stalls.
+        if self.power != Power::Off {
+            out(Action::PowerDown);
+        }
+        self.power = Power::Off;
         let fan = match reason {
             SafeReason::Thermal | SafeReason::Sensor | SafeReason::Regulator => 100,
             _ => self.config.limits.min_fan_percent.max(50),
         };
         self.set_fan(fan.max(if self.safe.is_some() { self.fan } else { 0 }), out);
-        if self.safe.is_none() {
-            self.safe = Some(reason);
-            if self.power != Power::Off {
-                out(Action::PowerDown);
-            }
-            self.power = Power::Off;
-            self.queue.clear();
-            self.jobs.clear();
-        } else {
-            // A worse reason replaces a milder one (a thermal fault outranks a silent host).
+        self.queue.clear();
+        self.jobs.clear();
+        self.asked_for_work_ms = None;
+        // A worse reason replaces a milder one (a thermal fault outranks a silent host); a
+        // milder one never hides a worse one.
+        if self.safe.is_none_or(|current| reason > current) {
             self.safe = Some(reason);
         }
         self.fault(fault, out);
@@ -329,7 +360,9 @@ impl Controller {
                     self.queue.pop_front();
                 }
                 let _ = self.queue.push_back(item);
-                self.asked_for_work = false;
+                // Work arriving is the host answering: the rest of its burst is on the way, so
+                // the repeat timer restarts rather than asking again while it lands.
+                self.asked_for_work_ms = Some(now_ms);
                 if self.send_next_now {
                     self.send_next_job(now_ms, out);
                 }
@@ -342,7 +375,9 @@ impl Controller {
             HostToBoard::SetFrequency { khz } => {
                 let khz = khz.clamp(
                     self.config.min_frequency_khz,
-                    self.config.frequency_khz.max(khz),
+                    self.config
+                        .max_frequency_khz
+                        .max(self.config.min_frequency_khz),
                 );
                 if self.power == Power::Up && khz != self.frequency_khz {
                     out(Action::SetFrequency {
@@ -379,10 +414,16 @@ impl Controller {
                     self.leave_safe(now_ms, out);
                 }
             }
-            HostToBoard::Reset => {
-                self.enter_safe(SafeReason::HostReset, Fault::Cleared, out);
-                self.leave_safe(now_ms, out);
-            }
+            HostToBoard::Reset => match self.safe {
+                Some(reason) if !reason.host_clearable() => out(Action::Send(BoardToHost::Log {
+                    level: LogLevel::Warn,
+                    text: text("reset ignored: the board is safe for a hardware fault"),
+                })),
+                _ => {
+                    self.enter_safe(SafeReason::HostReset, Fault::Cleared, out);
+                    self.leave_safe(now_ms, out);
+                }
+            },
             HostToBoard::SetShareFloor { bits } => {
                 self.share_floor_bits = u32::from(bits.clamp(1, 32));
                 out(Action::Send(BoardToHost::Hello(self.capabilities())));
@@ -417,53 +458,70 @@ impl Controller {
         out(Action::SendJob(job));
         self.last_job_ms = now_ms;
         self.send_next_now = false;
-        if self.queue.len() < QUEUE_LOW && !self.asked_for_work {
-            self.asked_for_work = true;
-            out(Action::Send(BoardToHost::WorkLow {
-                queued: self.queue.len() as u8,
-                wanted: QUEUE_DEPTH as u8,
-            }));
-        }
+        self.ask_for_work_if_low(now_ms, out);
     }
 
-    /// The chain is initialised and hashing can start.
-    pub fn on_chain_up(&mut self, now_ms: u32, out: &mut impl FnMut(Action)) {
-        if self.safe.is_some() {
-            // A fault arrived while powering up: undo.
-            out(Action::PowerDown);
-            self.power = Power::Off;
+    /// Ask the host for work when the queue is low: at once the first time, then whenever it has
+    /// stayed low for [`WORK_LOW_REPEAT_MS`] since the last ask or the last work item.
+    fn ask_for_work_if_low(&mut self, now_ms: u32, out: &mut impl FnMut(Action)) {
+        if self.power != Power::Up || self.safe.is_some() || self.queue.len() >= QUEUE_LOW {
+            return;
+        }
+        if self
+            .asked_for_work_ms
+            .is_some_and(|at| now_ms.wrapping_sub(at) < WORK_LOW_REPEAT_MS)
+        {
+            return;
+        }
+        self.asked_for_work_ms = Some(now_ms);
+        out(Action::Send(BoardToHost::WorkLow {
+            queued: self.queue.len() as u8,
+            wanted: QUEUE_DEPTH as u8,
+        }));
+    }
+
+    /// Power-up `generation` finished: the chain is initialised and hashing can start. An
+    /// answer to an abandoned power-up (a fault came in between) is ignored; the firmware has
+    /// already been told to power down.
+    pub fn on_chain_up(&mut self, now_ms: u32, generation: u32, out: &mut impl FnMut(Action)) {
+        if generation != self.generation || self.power != Power::Starting {
             return;
         }
         self.power = Power::Up;
         self.jobs.clear();
         self.recent.clear();
         self.send_next_now = true;
+        self.asked_for_work_ms = None;
         out(Action::Send(BoardToHost::Log {
             level: LogLevel::Info,
             text: text("chain up, hashing"),
         }));
         out(Action::Send(BoardToHost::Hello(self.capabilities())));
         self.send_next_job(now_ms, out);
-        if self.queue.is_empty() && !self.asked_for_work {
-            self.asked_for_work = true;
-            out(Action::Send(BoardToHost::WorkLow {
-                queued: 0,
-                wanted: QUEUE_DEPTH as u8,
-            }));
-        }
+        self.ask_for_work_if_low(now_ms, out);
     }
 
-    /// The chain did not come up; try again in 10 s.
-    pub fn on_chain_failed(&mut self, now_ms: u32, reason: &str, out: &mut impl FnMut(Action)) {
-        let mut r = String::<96>::new();
-        for c in reason.chars() {
-            if r.push(c).is_err() {
-                break;
-            }
+    /// Power-up `generation` failed, or the chain it brought up was lost: power down, report,
+    /// and try again in 10 s. Stale reports are ignored as in [`Controller::on_chain_up`].
+    pub fn on_chain_failed(
+        &mut self,
+        now_ms: u32,
+        generation: u32,
+        reason: &str,
+        out: &mut impl FnMut(Action),
+    ) {
+        if generation != self.generation || self.power == Power::Off {
+            return;
         }
-        self.fault(Fault::ChainInit { reason: r }, out);
+        self.fault(
+            Fault::ChainInit {
+                reason: text(reason),
+            },
+            out,
+        );
         out(Action::PowerDown);
         self.power = Power::Off;
+        self.jobs.clear();
         self.retry_power_at = Some(now_ms.wrapping_add(10_000));
     }
 
@@ -516,18 +574,15 @@ impl Controller {
         // Chip temperature: the one sensor hashing cannot do without.
         let asic = match sensors.asic_mc {
             Some(Ok(t)) => {
-                if self.sensor_failures > 0 {
-                    self.sensor_failures = 0;
-                    if self.safe == Some(SafeReason::Sensor) {
-                        self.leave_safe(now_ms, out);
-                    }
+                self.last_asic_ok_ms = Some(now_ms);
+                self.sensor_failures = self.sensor_failures.saturating_sub(1);
+                if self.sensor_failures == 0 && self.safe == Some(SafeReason::Sensor) {
+                    self.leave_safe(now_ms, out);
                 }
                 Some(t)
             }
             Some(Err(())) => {
-                self.sensor_failures = self.sensor_failures.saturating_add(1);
-                self.set_fan(100, out);
-                if self.sensor_failures == 1 {
+                if self.sensor_failures == 0 {
                     self.fault(
                         Fault::SensorFailure {
                             sensor: Sensor::AsicTemperature,
@@ -535,7 +590,11 @@ impl Controller {
                         out,
                     );
                 }
-                if self.sensor_failures >= SENSOR_FAILURES_TO_STOP && self.safe.is_none() {
+                self.sensor_failures = (self.sensor_failures + 1).min(SENSOR_FAILURES_MAX);
+                self.set_fan(100, out);
+                if self.sensor_failures >= SENSOR_FAILURES_TO_STOP
+                    && self.safe.is_none_or(|r| r < SafeReason::Sensor)
+                {
                     self.enter_safe(
                         SafeReason::Sensor,
                         Fault::SensorFailure {
@@ -559,7 +618,7 @@ impl Controller {
             return;
         }
         if let Some(status_word) = sensors.vr_fault
-            && self.power == Power::Up
+            && self.power != Power::Off
         {
             self.enter_safe(
                 SafeReason::Regulator,
@@ -584,8 +643,22 @@ impl Controller {
                 return;
             }
         }
-        let Some(asic) = asic else { return };
         let limits = self.config.limits;
+        let Some(asic) = asic else {
+            // No chip temperature: the regulator's own limit still stops the board.
+            if let Some(vr_mc) = sensors.vr_mc
+                && vr_mc >= limits.vr_shutdown_mc
+                && self.safe != Some(SafeReason::Thermal)
+            {
+                self.zone = ThermalZone::Shutdown;
+                self.enter_safe(
+                    SafeReason::Thermal,
+                    Fault::RegulatorOverTemperature { temp_mc: vr_mc },
+                    out,
+                );
+            }
+            return;
+        };
         let zone = next_zone(&limits, self.zone, asic, sensors.vr_mc);
         match (self.zone, zone) {
             (_, ThermalZone::Shutdown) if self.safe != Some(SafeReason::Thermal) => {
@@ -661,7 +734,14 @@ impl Controller {
         );
     }
 
-    /// Time passes: power-up retries, job cadence, telemetry, host-silence watchdog.
+    fn asic_temperature_fresh(&self, now_ms: u32) -> bool {
+        self.sensor_failures == 0
+            && self
+                .last_asic_ok_ms
+                .is_some_and(|at| now_ms.wrapping_sub(at) < SENSOR_STALE_MS)
+    }
+
+    /// Time passes: power-up retries, job cadence, telemetry, host-silence and sensor watchdogs.
     pub fn tick(&mut self, now_ms: u32, out: &mut impl FnMut(Action)) {
         let silent = now_ms.wrapping_sub(self.last_host_ms);
         if silent >= self.config.host_timeout_ms && self.safe.is_none() {
@@ -671,18 +751,39 @@ impl Controller {
                 out,
             );
         }
+        // Powered without a recent chip temperature (the sensor task stalled, or every reading
+        // is missing): the board cannot see a runaway, so it stops.
+        if self.power != Power::Off
+            && self.safe.is_none()
+            && self
+                .last_asic_ok_ms
+                .is_none_or(|at| now_ms.wrapping_sub(at) >= SENSOR_STALE_MS)
+        {
+            self.enter_safe(
+                SafeReason::Sensor,
+                Fault::SensorFailure {
+                    sensor: Sensor::AsicTemperature,
+                },
+                out,
+            );
+        }
         if self.power == Power::Off
             && self.safe.is_none()
+            && self.zone != ThermalZone::Shutdown
+            && self.asic_temperature_fresh(now_ms)
             && let Some(at) = self.retry_power_at
             && now_ms.wrapping_sub(at) < u32::MAX / 2
         {
             self.retry_power_at = None;
             self.power = Power::Starting;
-            self.zone = ThermalZone::Normal;
-            self.frequency_khz = self.config.frequency_khz;
+            self.generation = self.generation.wrapping_add(1);
+            if self.zone == ThermalZone::Normal {
+                self.frequency_khz = self.config.frequency_khz;
+            }
             out(Action::PowerUp {
                 core_mv: self.core_mv,
                 frequency_khz: self.frequency_khz,
+                generation: self.generation,
             });
         }
         if self.power == Power::Up
@@ -690,6 +791,9 @@ impl Controller {
                 || now_ms.wrapping_sub(self.last_job_ms) >= self.config.job_interval_ms)
         {
             self.send_next_job(now_ms, out);
+        }
+        if !self.paused {
+            self.ask_for_work_if_low(now_ms, out);
         }
         if now_ms.wrapping_sub(self.last_telemetry_ms) >= TELEMETRY_MS {
             self.last_telemetry_ms = now_ms;

@@ -5,7 +5,7 @@
 
 use bm13xx::model::ChipModel;
 use bm13xx::response::{Response, parse_response};
-use hearth_board::controller::{Action, BoardConfig, Controller, Sensors};
+use hearth_board::controller::{Action, BoardConfig, Controller, QUEUE_DEPTH, Sensors};
 use hearth_board::thermal::ThermalLimits;
 use hearth_link::{BoardToHost, Fault, HostToBoard, WorkItem};
 
@@ -18,6 +18,7 @@ fn config() -> BoardConfig {
         chips: 1,
         frequency_khz: 525_000,
         min_frequency_khz: 50_000,
+        max_frequency_khz: 800_000,
         core_mv: 1150,
         core_mv_range: (1000, 1300),
         ticket_difficulty: 256,
@@ -88,17 +89,43 @@ fn hex(s: &str) -> Vec<u8> {
 /// A controller powered up and hashing.
 fn hashing() -> Controller {
     let mut c = Controller::new(config(), 0);
+    run(|out| c.on_sensors(0, healthy(50), &mut |x| out(x)));
     let a = run(|out| c.tick(0, &mut |x| out(x)));
     assert!(
         a.contains(&Action::PowerUp {
             core_mv: 1150,
-            frequency_khz: 525_000
+            frequency_khz: 525_000,
+            generation: 1,
         }),
         "{a:?}"
     );
-    run(|out| c.on_chain_up(10, &mut |x| out(x)));
+    run(|out| c.on_chain_up(10, 1, &mut |x| out(x)));
     run(|out| c.on_sensors(20, healthy(50), &mut |x| out(x)));
     c
+}
+
+/// Sensor readings every 250 ms from `from` to `to` (exclusive), with a tick and a host ping
+/// after each, as the firmware's main loop delivers them; returns every action.
+fn run_for(c: &mut Controller, from: u32, to: u32, sensors: Sensors) -> Vec<Action> {
+    let mut all = Vec::new();
+    for t in (from..to).step_by(250) {
+        all.extend(run(|out| c.on_sensors(t, sensors, &mut |x| out(x))));
+        all.extend(run(|out| c.tick(t, &mut |x| out(x))));
+        all.extend(run(|out| {
+            c.on_host(t, HostToBoard::Ping { seq: t }, &mut |x| out(x))
+        }));
+    }
+    all
+}
+
+fn power_ups(actions: &[Action]) -> Vec<u32> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::PowerUp { generation, .. } => Some(*generation),
+            _ => None,
+        })
+        .collect()
 }
 
 fn sent_jobs(actions: &[Action]) -> Vec<bm13xx::job::FullHeaderJob> {
@@ -131,15 +158,21 @@ fn faults(actions: &[Action]) -> Vec<Fault> {
 fn boots_powers_up_and_asks_for_work() {
     let mut c = Controller::new(config(), 0);
     assert_eq!(c.fan(), 100, "fan full until the first temperature");
-    let boot = run(|out| c.tick(0, &mut |x| out(x)));
+    assert!(
+        run(|out| c.tick(0, &mut |x| out(x))).is_empty(),
+        "no power before a chip temperature"
+    );
+    run(|out| c.on_sensors(40, healthy(45), &mut |x| out(x)));
+    let boot = run(|out| c.tick(50, &mut |x| out(x)));
     assert_eq!(
         boot,
         vec![Action::PowerUp {
             core_mv: 1150,
-            frequency_khz: 525_000
+            frequency_khz: 525_000,
+            generation: 1,
         }]
     );
-    let up = run(|out| c.on_chain_up(100, &mut |x| out(x)));
+    let up = run(|out| c.on_chain_up(100, 1, &mut |x| out(x)));
     assert!(up.iter().any(|a| matches!(a, Action::Send(BoardToHost::Hello(caps)) if caps.chip_id == 0x1370 && caps.share_bits == 40)));
     assert!(
         up.iter()
@@ -160,11 +193,8 @@ fn every_work_item_goes_to_the_chips_exactly_once() {
     }
     // The first goes at once; the rest at the job interval.
     assert_eq!(sent_jobs(&all).len(), 1);
-    let mut t = 100;
-    for _ in 0..20 {
-        t += 500;
-        all.extend(run(|out| c.tick(t, &mut |x| out(x))));
-    }
+    all.extend(run_for(&mut c, 350, 10_350, healthy(50)));
+    let t = 10_350;
     let jobs = sent_jobs(&all);
     assert_eq!(jobs.len(), 10, "ten items, ten jobs, then nothing more");
     let ids: std::collections::HashSet<u8> = jobs.iter().map(|j| j.job_id).collect();
@@ -225,8 +255,11 @@ fn real_nonces_are_verified_and_reported_once() {
 fn over_temperature_stops_hashing_with_the_fan_at_full_and_recovers_with_hysteresis() {
     let mut c = hashing();
     let a = run(|out| c.on_sensors(1000, healthy(86), &mut |x| out(x)));
-    assert!(a.contains(&Action::PowerDown), "{a:?}");
-    assert!(a.contains(&Action::SetFan(100)));
+    assert_eq!(
+        a[..2],
+        [Action::PowerDown, Action::SetFan(100)],
+        "power off first, then the fan: {a:?}"
+    );
     assert!(matches!(
         faults(&a)[..],
         [Fault::OverTemperature {
@@ -311,9 +344,192 @@ fn a_failed_temperature_sensor_runs_the_fan_at_full_then_stops_hashing() {
         }));
     }
     assert!(all.contains(&Action::PowerDown));
-    // The sensor recovers: cleared, power up again.
-    let a = run(|out| c.on_sensors(5000, healthy(50), &mut |x| out(x)));
+    // The sensor recovers: six failures need six good readings before the board trusts it.
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.extend(run(|out| {
+            c.on_sensors(4000 + i * 250, healthy(50), &mut |x| out(x))
+        }));
+    }
+    assert!(faults(&all).is_empty(), "{all:?}");
+    let a = run(|out| c.on_sensors(5250, healthy(50), &mut |x| out(x)));
     assert_eq!(faults(&a), vec![Fault::Cleared]);
+    let a = run(|out| c.tick(5300, &mut |x| out(x)));
+    assert_eq!(power_ups(&a), vec![2]);
+}
+
+#[test]
+fn a_sensor_that_fails_every_other_reading_still_stops_the_board() {
+    let mut c = hashing();
+    let mut failed = healthy(50);
+    failed.asic_mc = Some(Err(()));
+    let mut all = Vec::new();
+    // Two bad, one good: the bucket fills by one per three readings.
+    for i in 0..30u32 {
+        let s = if i % 3 == 2 { healthy(50) } else { failed };
+        all.extend(run(|out| c.on_sensors(1000 + i * 250, s, &mut |x| out(x))));
+    }
+    assert!(all.contains(&Action::PowerDown), "{all:?}");
+    assert_eq!(c.state(), hearth_link::BoardState::Safe);
+}
+
+#[test]
+fn no_fresh_chip_temperature_while_powered_stops_the_board() {
+    let mut c = hashing();
+    // The last reading was at 20 ms; nothing since (the sensor read stalled).
+    assert!(faults(&run(|out| c.tick(1900, &mut |x| out(x)))).is_empty());
+    let a = run(|out| c.tick(2100, &mut |x| out(x)));
+    assert!(a.contains(&Action::PowerDown), "{a:?}");
+    assert_eq!(
+        faults(&a),
+        vec![Fault::SensorFailure {
+            sensor: hearth_link::Sensor::AsicTemperature
+        }]
+    );
+    // Readings come back: cleared and powered up again.
+    let a = run_for(&mut c, 2200, 2500, healthy(50));
+    assert!(faults(&a).contains(&Fault::Cleared), "{a:?}");
+    assert_eq!(power_ups(&a), vec![2]);
+}
+
+#[test]
+fn a_hot_regulator_stops_the_board_even_without_a_chip_temperature() {
+    let mut c = hashing();
+    let mut s = healthy(50);
+    s.asic_mc = Some(Err(()));
+    s.vr_mc = Some(120_000);
+    let a = run(|out| c.on_sensors(1000, s, &mut |x| out(x)));
+    assert!(a.contains(&Action::PowerDown), "{a:?}");
+    assert!(
+        faults(&a).contains(&Fault::RegulatorOverTemperature { temp_mc: 120_000 }),
+        "{a:?}"
+    );
+    // Still hot: no power-up even once the chip sensor is back.
+    let a = run_for(
+        &mut c,
+        1250,
+        5000,
+        Sensors {
+            vr_mc: Some(110_000),
+            ..healthy(50)
+        },
+    );
+    assert!(power_ups(&a).is_empty(), "{a:?}");
+    // Cooled by the hysteresis: back up.
+    let a = run_for(&mut c, 5000, 5500, healthy(50));
+    assert_eq!(power_ups(&a), vec![2], "{a:?}");
+}
+
+#[test]
+fn the_host_cannot_reset_its_way_out_of_a_hardware_fault() {
+    let mut c = hashing();
+    run(|out| c.on_sensors(1000, healthy(86), &mut |x| out(x)));
+    let a = run(|out| c.on_host(1100, HostToBoard::Reset, &mut |x| out(x)));
+    assert!(faults(&a).is_empty(), "{a:?}");
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::Send(BoardToHost::Log { .. })))
+    );
+    let a = run_for(&mut c, 1200, 3000, healthy(80));
+    assert!(power_ups(&a).is_empty(), "still hot: {a:?}");
+    assert_eq!(c.state(), hearth_link::BoardState::Safe);
+    // A reset while healthy power-cycles the chain.
+    let a = run_for(&mut c, 3000, 3500, healthy(60));
+    assert_eq!(power_ups(&a), vec![2]);
+    run(|out| c.on_chain_up(3500, 2, &mut |x| out(x)));
+    let a = run(|out| c.on_host(3600, HostToBoard::Reset, &mut |x| out(x)));
+    assert!(a.contains(&Action::PowerDown), "{a:?}");
+    let a = run(|out| c.tick(3650, &mut |x| out(x)));
+    assert_eq!(power_ups(&a), vec![3]);
+}
+
+#[test]
+fn an_answer_to_an_abandoned_power_up_is_ignored() {
+    let mut c = Controller::new(config(), 0);
+    run(|out| c.on_sensors(0, healthy(50), &mut |x| out(x)));
+    assert_eq!(power_ups(&run(|out| c.tick(0, &mut |x| out(x)))), vec![1]);
+    // The host goes silent mid power-up, then comes back: a second power-up starts.
+    run(|out| c.tick(10_000, &mut |x| out(x)));
+    run(|out| c.on_sensors(10_050, healthy(50), &mut |x| out(x)));
+    run(|out| c.on_host(10_100, HostToBoard::Ping { seq: 1 }, &mut |x| out(x)));
+    assert_eq!(
+        power_ups(&run(|out| c.tick(10_150, &mut |x| out(x)))),
+        vec![2]
+    );
+    // The first bring-up's answers arrive late: ignored.
+    assert!(run(|out| c.on_chain_up(10_200, 1, &mut |x| out(x))).is_empty());
+    assert!(run(|out| c.on_chain_failed(10_200, 1, "late", &mut |x| out(x))).is_empty());
+    assert_eq!(c.state(), hearth_link::BoardState::Starting);
+    let a = run(|out| c.on_chain_up(10_300, 2, &mut |x| out(x)));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::Send(BoardToHost::WorkLow { .. })))
+    );
+}
+
+#[test]
+fn a_regulator_fault_during_power_up_stops_it() {
+    let mut c = Controller::new(config(), 0);
+    run(|out| c.on_sensors(0, healthy(50), &mut |x| out(x)));
+    assert_eq!(power_ups(&run(|out| c.tick(0, &mut |x| out(x)))), vec![1]);
+    let mut s = healthy(50);
+    s.vr_fault = Some(0x0010);
+    let a = run(|out| c.on_sensors(250, s, &mut |x| out(x)));
+    assert_eq!(a.first(), Some(&Action::PowerDown), "{a:?}");
+    assert!(run(|out| c.on_chain_up(300, 1, &mut |x| out(x))).is_empty());
+}
+
+#[test]
+fn the_host_cannot_clock_the_chips_past_the_model_envelope() {
+    let mut c = hashing();
+    let a = run(|out| {
+        c.on_host(
+            100,
+            HostToBoard::SetFrequency { khz: 2_000_000 },
+            &mut |x| out(x),
+        )
+    });
+    assert_eq!(
+        a,
+        vec![Action::SetFrequency {
+            from_khz: 525_000,
+            to_khz: 800_000
+        }]
+    );
+    let a = run(|out| {
+        c.on_host(200, HostToBoard::SetFrequency { khz: 1_000 }, &mut |x| {
+            out(x)
+        })
+    });
+    assert_eq!(
+        a,
+        vec![Action::SetFrequency {
+            from_khz: 800_000,
+            to_khz: 50_000
+        }]
+    );
+}
+
+#[test]
+fn the_board_keeps_asking_for_work_while_its_queue_stays_low() {
+    let mut c = hashing();
+    let work_lows = |a: &[Action]| {
+        a.iter()
+            .filter(|x| matches!(x, Action::Send(BoardToHost::WorkLow { .. })))
+            .count()
+    };
+    // The host had nothing (no template yet): asked at chain-up (10 ms), then every 2 s.
+    let a = run_for(&mut c, 100, 6100, healthy(50));
+    assert_eq!(work_lows(&a), 2, "at 2.1 s and 4.1 s: {a:?}");
+    // Work arrives and the queue stays above the low mark: no more asking.
+    let mut a = Vec::new();
+    for id in 0..QUEUE_DEPTH as u32 {
+        a.extend(run(|out| {
+            c.on_host(6100, HostToBoard::Work(bitaxe_work(id)), &mut |x| out(x))
+        }));
+    }
+    a.extend(run_for(&mut c, 6200, 9200, healthy(50)));
+    assert_eq!(work_lows(&a), 0, "{a:?}");
 }
 
 #[test]
@@ -335,7 +551,9 @@ fn a_regulator_fault_powers_the_core_down() {
 fn a_silent_host_puts_the_board_in_its_safe_state_until_it_speaks_again() {
     let mut c = hashing();
     run(|out| c.on_host(100, HostToBoard::Ping { seq: 1 }, &mut |x| out(x)));
+    run(|out| c.on_sensors(8_900, healthy(50), &mut |x| out(x)));
     assert!(faults(&run(|out| c.tick(9_000, &mut |x| out(x)))).is_empty());
+    run(|out| c.on_sensors(10_000, healthy(50), &mut |x| out(x)));
     let a = run(|out| c.tick(10_100, &mut |x| out(x)));
     assert!(
         matches!(faults(&a)[..], [Fault::HostSilent { .. }]),
@@ -345,6 +563,7 @@ fn a_silent_host_puts_the_board_in_its_safe_state_until_it_speaks_again() {
     assert!(c.fan() >= 50, "fan stays on in the safe state");
     let a = run(|out| c.on_host(12_000, HostToBoard::Ping { seq: 2 }, &mut |x| out(x)));
     assert!(faults(&a).contains(&Fault::Cleared));
+    run(|out| c.on_sensors(12_000, healthy(50), &mut |x| out(x)));
     let a = run(|out| c.tick(12_001, &mut |x| out(x)));
     assert!(a.iter().any(|x| matches!(x, Action::PowerUp { .. })));
 }

@@ -33,6 +33,9 @@ export const HEARTH_R1 = Object.freeze({
 /** Thrown when the emulated firmware can make no further progress (fault, halt, ROM call). */
 export class EmulationError extends Error {}
 
+/** Peripheral page of the watchdog in rp2040js's table (WATCHDOG_BASE 0x40058000). */
+const WATCHDOG_PAGE = 0x40058;
+
 /** Counts rp2040js log messages instead of printing them (printing slows emulation ~15x). */
 class CountingLogger {
   constructor({ throwOnError, distinctLimit = 200 }) {
@@ -109,6 +112,16 @@ export class EmulatedBoard extends EventEmitter {
     this.logger = new CountingLogger({ throwOnError: this.options.throwOnError });
     this.mcu.logger = this.logger;
     patchSev(this.mcu);
+    // The firmware feeds the watchdog from its main loop; a trigger means the loop stalled
+    // (rp2040js only logs it). Count it and fail the run: no scenario expects a stall.
+    this.watchdogResets = 0;
+    const watchdog = this.mcu.peripherals[WATCHDOG_PAGE];
+    if (watchdog) {
+      watchdog.onWatchdogTrigger = () => {
+        this.watchdogResets += 1;
+        throw new EmulationError(`watchdog reset at ${this.ms.toFixed(0)} ms: the firmware's main loop stalled`);
+      };
+    }
     if (options.bootrom) this.mcu.loadBootrom(options.bootrom);
     this.image = loadImage(image, this.mcu);
     bootWithoutRom(this.mcu);

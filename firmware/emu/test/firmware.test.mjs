@@ -138,6 +138,26 @@ test('mining: every reported nonce hashes to its work item and the share thresho
   assert.equal(telemetry.chips[0].errors, 0);
   assert.ok(telemetry.chips[0].hash_counter > 0, 'the chip\'s hash counter is polled');
   assert.equal(telemetry.chips[0].error_counter, 0);
+  assert.equal(board.watchdogResets, 0);
+  assert.ok(board.mcu.peripherals[0x40058].enable, 'the firmware runs the watchdog');
+  await board.close();
+});
+
+test('a frequency change ramps the PLL 6.25 MHz a step while jobs keep flowing', async () => {
+  const { board, host, txFrames } = await hashing();
+  await host.runUntil(() => host.of('Nonce').length >= 3, { timeoutMs: 60_000, what: '3 nonces' });
+  const from = txFrames().length;
+  host.send({ SetFrequency: { khz: 450_000 } });
+  await host.runFor(2500);
+  const frames = txFrames().slice(from).map((f) => f.bytes);
+  // Broadcast write (0x51) of PLL0 (register 0x08).
+  const pll = frames.map((f, i) => [f, i]).filter(([f]) => f[2] === 0x51 && f[5] === 0x08);
+  assert.equal(pll.length, (525_000 - 450_000) / 6_250, 'one write per step');
+  assert.equal(new Set(pll.map(([f]) => hex(f.slice(6, 10)))).size, pll.length, 'every step a new setting');
+  const [first, last] = [pll[0][1], pll.at(-1)[1]];
+  const jobsDuringRamp = frames.slice(first, last).filter((f) => f[2] === 0x21).length;
+  assert.ok(jobsDuringRamp >= 1, 'jobs went out while the clock ramped');
+  await host.runUntil(() => host.of('Telemetry').at(-1)?.body.frequency_khz === 450_000, { timeoutMs: 2000, what: 'telemetry at 450 MHz' });
   await board.close();
 });
 

@@ -8,49 +8,51 @@ use bm13xx::job::FullHeaderJob;
 use bm13xx::model::{ChainBaud, ChipModel};
 use bm13xx::pll::{self, FrequencyRamp};
 use bm13xx::register::addr;
-use embassy_futures::select::{Either3, select3};
+use embassy_futures::select::{Either, Either4, select, select4};
 use embassy_rp::gpio::Output;
 use embassy_rp::uart::{BufferedUartRx, BufferedUartTx};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
-use embassy_time::{Delay, Duration, Ticker, Timer};
+use embassy_sync::signal::Signal;
+use embassy_time::{Delay, Duration, Instant, Timer};
 
 use crate::board;
 
-/// What the main loop asks of the chain.
-pub enum ChainCommand {
-    /// Reset and initialise the chips (the core must already be powered).
-    BringUp {
+/// The chain state the main loop wants. A signal, not a queue: only the latest matters, and
+/// setting it never blocks the main loop (which must keep watching temperatures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Chips held in reset.
+    Down,
+    /// Reset and initialise the chips (the core is already powered) for power-up `generation`.
+    Up {
+        /// The controller's power-up generation, echoed in the reports.
+        generation: u32,
         /// Hash clock, kHz.
         frequency_khz: u32,
     },
-    /// Hold the chips in reset.
-    Down,
-    /// Give the chips a job.
-    Job(FullHeaderJob),
-    /// Ramp the hash clock.
-    Ramp {
-        /// From, kHz.
-        from_khz: u32,
-        /// To, kHz.
-        to_khz: u32,
-    },
 }
 
-/// What the chain tells the main loop.
+/// What the chain tells the main loop. Bring-up reports carry the power-up generation so the
+/// controller can ignore answers to an abandoned power-up.
 pub enum ChainReport {
     /// Bring-up finished; hashing possible.
-    Up,
+    Up(u32),
     /// Bring-up failed.
-    Failed(&'static str),
+    Failed(u32, &'static str),
     /// A nonce or register reply.
     Event(ChainEvent),
     /// The UART failed while hashing.
-    Lost,
+    Lost(u32),
 }
 
-/// Commands to the chain task.
-pub static COMMANDS: Channel<CriticalSectionRawMutex, ChainCommand, 8> = Channel::new();
+/// Desired chain state.
+pub static TARGET: Signal<CriticalSectionRawMutex, Target> = Signal::new();
+/// Desired hash clock while up, kHz; the chain task ramps to it from wherever it is.
+pub static FREQUENCY: Signal<CriticalSectionRawMutex, u32> = Signal::new();
+/// Jobs for the chips. The main loop uses `try_send`: a job that does not fit is dropped (the
+/// next one follows within the job interval) rather than stalling the safety loop.
+pub static JOBS: Channel<CriticalSectionRawMutex, FullHeaderJob, 8> = Channel::new();
 /// Reports from the chain task.
 pub static REPORTS: Channel<CriticalSectionRawMutex, ChainReport, 16> = Channel::new();
 
@@ -131,22 +133,24 @@ async fn bring_up(
     }
 }
 
-async fn ramp(tx: &mut ChainTx<BufferedUartTx>, model: ChipModel, from_khz: u32, to_khz: u32) {
+/// Write the PLL for `khz` to every chip.
+async fn set_pll(tx: &mut ChainTx<BufferedUartTx>, model: ChipModel, khz: u32) {
     let limits = model.pll_limits();
-    for khz in FrequencyRamp::new(from_khz, to_khz) {
-        if let Some(params) = pll::solve(khz, &limits) {
-            let command = Command::WriteRegister {
-                to: Destination::All,
-                register: addr::PLL0_PARAMETER,
-                value: params.register_value(&limits),
-            };
-            let _ = tx.send(command).await;
-            let _ = tx.flush().await;
-        }
-        // ESP-Miner's step: 6.25 MHz every 100 ms.
-        Timer::after_millis(100).await;
+    if let Some(params) = pll::solve(khz, &limits) {
+        let command = Command::WriteRegister {
+            to: Destination::All,
+            register: addr::PLL0_PARAMETER,
+            value: params.register_value(&limits),
+        };
+        let _ = tx.send(command).await;
+        let _ = tx.flush().await;
     }
 }
+
+/// ESP-Miner's ramp pace: one 6.25 MHz step every 100 ms.
+const RAMP_STEP_MS: u64 = 100;
+/// The chips' own hash and error counters are read this often (ESP-Miner polls the same).
+const POLL_MS: u64 = 1000;
 
 /// Run the chain until the MCU resets.
 #[embassy_executor::task]
@@ -156,54 +160,97 @@ pub async fn run(
     mut reset: Output<'static>,
     model: ChipModel,
 ) -> ! {
+    let mut target = Target::Down;
     loop {
-        // Down: chips in reset, waiting for a bring-up.
+        // Down: chips in reset until a bring-up is wanted.
         reset.set_low();
-        let frequency_khz = loop {
-            // Jobs and ramps for a chain that is down are dropped.
-            if let ChainCommand::BringUp { frequency_khz } = COMMANDS.receive().await {
-                break frequency_khz;
+        let (generation, frequency_khz) = loop {
+            if let Target::Up {
+                generation,
+                frequency_khz,
+            } = target
+            {
+                break (generation, frequency_khz);
             }
+            target = TARGET.wait().await;
         };
+        target = Target::Down;
+        // Jobs and clock changes meant for an earlier chain are void.
+        while JOBS.try_receive().is_ok() {}
+        FREQUENCY.reset();
         let (mut chain_tx, mut chain_rx) =
             match bring_up(model, tx, rx, &mut reset, frequency_khz).await {
                 Ok(halves) => halves,
                 Err((t, r, reason)) => {
                     (tx, rx) = (t, r);
-                    REPORTS.send(ChainReport::Failed(reason)).await;
+                    REPORTS.send(ChainReport::Failed(generation, reason)).await;
                     continue;
                 }
             };
-        REPORTS.send(ChainReport::Up).await;
-        // The chips' own hash and error counters, once a second (ESP-Miner polls the same).
-        let mut poll = Ticker::every(Duration::from_secs(1));
+        REPORTS.send(ChainReport::Up(generation)).await;
         let hash_counter = if model == ChipModel::Bm1397 {
             addr::HASH_RATE_BM1397
         } else {
             addr::HASH_COUNTER_TOTAL
         };
+        // Hashing: jobs out, replies in, counters polled, the clock ramped a step at a time,
+        // and a new target taken at once even mid-ramp.
+        let mut ramp: Option<FrequencyRamp> = None;
+        let mut clock_khz = frequency_khz;
+        let mut next_poll = Instant::now() + Duration::from_millis(POLL_MS);
+        let mut next_step = Instant::now();
         loop {
-            match select3(COMMANDS.receive(), chain_rx.next_event(), poll.next()).await {
-                Either3::First(ChainCommand::Job(job)) => {
+            let wake = match ramp {
+                Some(_) => next_step.min(next_poll),
+                None => next_poll,
+            };
+            let event = select4(
+                select(TARGET.wait(), FREQUENCY.wait()),
+                JOBS.receive(),
+                chain_rx.next_event(),
+                Timer::at(wake),
+            )
+            .await;
+            match event {
+                Either4::First(Either::First(new_target)) => {
+                    target = new_target;
+                    break;
+                }
+                Either4::First(Either::Second(khz)) => {
+                    ramp = Some(FrequencyRamp::new(clock_khz, khz));
+                    next_step = Instant::now();
+                }
+                Either4::Second(job) => {
                     let _ = chain_tx.send_job(&job).await;
                     let _ = chain_tx.flush().await;
                 }
-                Either3::First(ChainCommand::Ramp { from_khz, to_khz }) => {
-                    ramp(&mut chain_tx, model, from_khz, to_khz).await
-                }
-                Either3::First(ChainCommand::Down) => break,
-                Either3::First(ChainCommand::BringUp { .. }) => {} // already up
-                Either3::Second(Ok(event)) => REPORTS.send(ChainReport::Event(event)).await,
-                Either3::Second(Err(_)) => {
-                    REPORTS.send(ChainReport::Lost).await;
+                Either4::Third(Ok(event)) => REPORTS.send(ChainReport::Event(event)).await,
+                Either4::Third(Err(_)) => {
+                    REPORTS.send(ChainReport::Lost(generation)).await;
                     break;
                 }
-                Either3::Third(()) => {
-                    let _ = chain_tx.read_register(Destination::All, hash_counter).await;
-                    let _ = chain_tx
-                        .read_register(Destination::All, addr::ERROR_COUNTER)
-                        .await;
-                    let _ = chain_tx.flush().await;
+                Either4::Fourth(()) => {
+                    let now = Instant::now();
+                    if let Some(steps) = ramp.as_mut()
+                        && now >= next_step
+                    {
+                        match steps.next() {
+                            Some(khz) => {
+                                set_pll(&mut chain_tx, model, khz).await;
+                                clock_khz = khz;
+                                next_step = now + Duration::from_millis(RAMP_STEP_MS);
+                            }
+                            None => ramp = None,
+                        }
+                    }
+                    if now >= next_poll {
+                        next_poll = now + Duration::from_millis(POLL_MS);
+                        let _ = chain_tx.read_register(Destination::All, hash_counter).await;
+                        let _ = chain_tx
+                            .read_register(Destination::All, addr::ERROR_COUNTER)
+                            .await;
+                        let _ = chain_tx.flush().await;
+                    }
                 }
             }
         }

@@ -21,15 +21,17 @@ use core::panic::PanicInfo;
 
 use bm13xx::chain::ChainEvent;
 use bm13xx::model::ChipModel;
-use chain::{ChainCommand, ChainReport};
+use chain::{ChainReport, Target};
 use embassy_executor::Spawner;
 use embassy_futures::select::{Either4, select4};
 use embassy_rp::bind_interrupts;
 use embassy_rp::gpio::{Level, Output};
 use embassy_rp::uart::{BufferedInterruptHandler, BufferedUart};
+use embassy_rp::watchdog::Watchdog;
 use embassy_time::{Duration, Instant, Ticker};
 use hearth_board::controller::{Action, BoardConfig, Controller};
 use hearth_board::thermal::ThermalLimits;
+use hearth_link::BoardState;
 use static_cell::StaticCell;
 
 bind_interrupts!(struct Irqs {
@@ -53,6 +55,11 @@ const FIRMWARE_VERSION: [u8; 3] = [0, 1, 0];
 fn panic(_info: &PanicInfo) -> ! {
     cortex_m::peripheral::SCB::sys_reset()
 }
+
+/// The main loop must come round within this, or the watchdog resets the MCU (and the board's
+/// pull-downs cut the core). The loop wakes every 50 ms; its slowest step is a power-up (about
+/// 100 ms) or a round of I2C reads.
+const WATCHDOG_TIMEOUT: Duration = Duration::from_millis(1500);
 
 fn now_ms() -> u32 {
     Instant::now().as_millis() as u32
@@ -126,6 +133,7 @@ async fn main(spawner: Spawner) {
         chips: board::ASIC_COUNT,
         frequency_khz: board::ASIC_FREQUENCY_KHZ,
         min_frequency_khz: board::ASIC_MIN_FREQUENCY_KHZ,
+        max_frequency_khz: board::ASIC_MAX_FREQUENCY_KHZ,
         core_mv: board::CORE_VOLTAGE_MV as u16,
         core_mv_range: (
             board::CORE_VOLTAGE_MIN_MV as u16,
@@ -150,8 +158,12 @@ async fn main(spawner: Spawner) {
     let mut ticker = Ticker::every(Duration::from_millis(50));
     let mut sensor_ticker = Ticker::every(Duration::from_millis(250));
     let mut actions: heapless::Vec<Action, 24> = heapless::Vec::new();
+    let mut watchdog = Watchdog::new(p.WATCHDOG);
+    watchdog.pause_on_debug(true);
+    watchdog.start(WATCHDOG_TIMEOUT);
 
     loop {
+        watchdog.feed(WATCHDOG_TIMEOUT);
         let event = select4(
             link::HOST_RX.receive(),
             chain::REPORTS.receive(),
@@ -172,18 +184,21 @@ async fn main(spawner: Spawner) {
                 Either4::Second(ChainReport::Event(ChainEvent::Register(reply))) => {
                     controller.on_register(&reply)
                 }
-                Either4::Second(ChainReport::Up) => {
-                    led.set_high();
-                    controller.on_chain_up(now, &mut out);
+                Either4::Second(ChainReport::Up(generation)) => {
+                    controller.on_chain_up(now, generation, &mut out);
+                    if matches!(
+                        controller.state(),
+                        BoardState::Idle | BoardState::Hashing | BoardState::Throttled
+                    ) {
+                        led.set_high();
+                    }
                 }
-                Either4::Second(ChainReport::Failed(reason)) => {
-                    power.core_off().await;
-                    controller.on_chain_failed(now, reason, &mut out);
+                // The controller answers with PowerDown unless the report is stale.
+                Either4::Second(ChainReport::Failed(generation, reason)) => {
+                    controller.on_chain_failed(now, generation, reason, &mut out)
                 }
-                Either4::Second(ChainReport::Lost) => {
-                    power.core_off().await;
-                    led.set_low();
-                    controller.on_chain_failed(now, "chain UART error", &mut out);
+                Either4::Second(ChainReport::Lost(generation)) => {
+                    controller.on_chain_failed(now, generation, "chain UART error", &mut out)
                 }
                 Either4::Third(()) => controller.tick(now, &mut out),
                 Either4::Fourth(()) => {
@@ -196,35 +211,34 @@ async fn main(spawner: Spawner) {
             let action = actions.remove(0);
             match action {
                 Action::Send(message) => link::send(message),
-                Action::SendJob(job) => chain::COMMANDS.send(ChainCommand::Job(job)).await,
+                // Nothing here waits on the chain task: it may be mid bring-up for seconds.
+                Action::SendJob(job) => {
+                    let _ = chain::JOBS.try_send(job);
+                }
                 Action::SetFan(percent) => power.set_fan(percent).await,
                 Action::PowerDown => {
                     // Core off first, here and now; the chain task then holds the chips in reset.
                     power.core_off().await;
-                    chain::COMMANDS.send(ChainCommand::Down).await;
+                    chain::TARGET.signal(Target::Down);
                     led.set_low();
                 }
                 Action::PowerUp {
                     core_mv,
                     frequency_khz,
+                    generation,
                 } => match power.core_on(core_mv).await {
-                    Ok(()) => {
-                        chain::COMMANDS
-                            .send(ChainCommand::BringUp { frequency_khz })
-                            .await
-                    }
+                    Ok(()) => chain::TARGET.signal(Target::Up {
+                        generation,
+                        frequency_khz,
+                    }),
                     Err(reason) => {
                         let mut out = |a: Action| {
                             let _ = actions.push(a);
                         };
-                        controller.on_chain_failed(now_ms(), reason, &mut out);
+                        controller.on_chain_failed(now_ms(), generation, reason, &mut out);
                     }
                 },
-                Action::SetFrequency { from_khz, to_khz } => {
-                    chain::COMMANDS
-                        .send(ChainCommand::Ramp { from_khz, to_khz })
-                        .await
-                }
+                Action::SetFrequency { to_khz, .. } => chain::FREQUENCY.signal(to_khz),
                 Action::SetCoreVoltage(mv) => power.set_core_voltage(mv).await,
             }
         }

@@ -165,10 +165,11 @@ impl Power {
         }
     }
 
-    /// Regulator off.
+    /// Regulator off: the enable pin first (instant, and works with the I2C bus hung), then
+    /// the regulator's own OPERATION register.
     pub async fn core_off(&mut self) {
-        let _ = self.tps.enable(false).await;
         self.enable.set_low();
+        let _ = self.tps.enable(false).await;
     }
 
     /// New core voltage.

@@ -45,7 +45,7 @@ where
     B: HostBaud,
 {
     let (mut tx, mut rx, _, _) = chain.split();
-    let mut jobs: JobTracker<Arc<Job>> = JobTracker::new();
+    let mut jobs: JobTracker<Arc<Job>> = JobTracker::with_ids(model.job_id_count());
     let mut work: Option<Arc<TemplateWork>> = ctx.work.borrow_and_update().clone();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -20,6 +20,16 @@ use crate::events::Event;
 use crate::template::{BlockTemplate, parse_template_reply};
 use crate::work::TemplateWork;
 
+/// Why the template source should fetch a template now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// The submitter has the node's answer for our block on this parent: stop waiting on it,
+    /// whatever the answer was.
+    Submitted(BlockHash),
+    /// The node announced a new block (ZMQ `hashblock`).
+    NewBlock,
+}
+
 /// How long a longpoll may stay open before we reopen it.
 const LONGPOLL_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -52,7 +62,7 @@ pub struct TemplateSource {
     /// "We found a block on this parent": pause until the node moves on.
     pub found_block: mpsc::Receiver<BlockHash>,
     /// "Fetch a template now" (after a submission, on ZMQ hashblock).
-    pub refresh: mpsc::Receiver<()>,
+    pub refresh: mpsc::Receiver<Refresh>,
     /// Events.
     pub events: broadcast::Sender<Event>,
     /// Shutdown.
@@ -89,6 +99,8 @@ struct State {
     paused: Option<String>,
     /// Parent we found a block on and are waiting to see replaced.
     waiting_on: Option<BlockHash>,
+    /// Parent whose submission the submitter already answered (it can overtake `found_block`).
+    answered: Option<BlockHash>,
 }
 
 impl TemplateSource {
@@ -101,6 +113,7 @@ impl TemplateSource {
             node_down_since: None,
             paused: None,
             waiting_on: None,
+            answered: None,
         };
         let mut poll = tokio::time::interval(self.config.poll_interval);
         poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -108,7 +121,7 @@ impl TemplateSource {
         fees.set_missed_tick_behavior(MissedTickBehavior::Skip);
         fees.tick().await;
         // The first template, before anything else.
-        self.fetch_and_publish(&mut state, false, false).await;
+        self.fetch_and_publish(&mut state, false).await;
         loop {
             let rpc = self.rpc.clone();
             let id = state.longpoll_id.clone();
@@ -126,10 +139,30 @@ impl TemplateSource {
             tokio::pin!(longpoll);
             loop {
                 tokio::select! {
+                    // Pause-on-find before anything else, so a later refresh finds it recorded.
+                    biased;
                     _ = self.cancel.cancelled() => return,
+                    Some(parent) = self.found_block.recv() => {
+                        let current = state.current.as_ref().is_some_and(|w| w.prev_blockhash() == parent);
+                        if current && state.answered != Some(parent) {
+                            state.waiting_on = Some(parent);
+                            self.pause(&mut state, "block found on this tip; waiting for the node's next template");
+                        }
+                    }
+                    Some(refresh) = self.refresh.recv() => {
+                        if let Refresh::Submitted(parent) = refresh {
+                            // The answer arrived: stop waiting even if the fetch below fails; the
+                            // next template that does arrive resumes mining.
+                            state.answered = Some(parent);
+                            if state.waiting_on == Some(parent) {
+                                state.waiting_on = None;
+                            }
+                        }
+                        self.fetch_and_publish(&mut state, false).await;
+                    }
                     result = &mut longpoll => {
                         match result {
-                            Ok(template) => self.publish(&mut state, template, false),
+                            Ok(template) => self.publish(&mut state, template),
                             Err(RpcError::Timeout { .. }) => {} // reopen
                             Err(e) => {
                                 self.node_error(&mut state, &e);
@@ -141,65 +174,53 @@ impl TemplateSource {
                         }
                         break;
                     }
-                    Some(parent) = self.found_block.recv() => {
-                        if state.current.as_ref().is_some_and(|w| w.prev_blockhash() == parent) {
-                            state.waiting_on = Some(parent);
-                            self.pause(&mut state, "block found on this tip; waiting for the node's next template");
-                        }
-                    }
-                    Some(()) = self.refresh.recv() => self.fetch_and_publish(&mut state, false, true).await,
                     _ = poll.tick() => {
                         match self.rpc.call::<String>("getbestblockhash", json!([])).await {
                             Ok(best) => {
                                 let known = state.current.as_ref().map(|w| w.prev_blockhash().to_string());
                                 if state.node_down_since.is_some() || known.as_deref() != Some(best.as_str()) {
-                                    self.fetch_and_publish(&mut state, false, false).await;
+                                    self.fetch_and_publish(&mut state, false).await;
                                 }
                             }
                             Err(e) => self.node_error(&mut state, &e),
                         }
                         self.check_grace(&mut state);
                     }
-                    _ = fees.tick() => self.fetch_and_publish(&mut state, true, false).await,
+                    _ = fees.tick() => self.fetch_and_publish(&mut state, true).await,
                 }
             }
         }
     }
 
-    /// `after_submit`: the submitter has answered for the block we are waiting on, so mining may
-    /// resume even if the tip did not move (the block was refused or lost the race).
-    async fn fetch_and_publish(
-        &mut self,
-        state: &mut State,
-        fee_refresh: bool,
-        after_submit: bool,
-    ) {
+    async fn fetch_and_publish(&mut self, state: &mut State, fee_refresh: bool) {
         match fetch_template(&self.rpc, None, self.rpc.timeout()).await {
             Ok(template) => {
                 if fee_refresh {
                     tracing::debug!("fee refresh");
                 }
-                self.publish(state, template, after_submit)
+                self.publish(state, template)
             }
             Err(e) => self.node_error(state, &e),
         }
     }
 
     fn node_error(&mut self, state: &mut State, e: &RpcError) {
-        if e.is_transient() {
-            if state.node_down_since.is_none() {
-                state.node_down_since = Some(Instant::now());
+        // Unreachable, timing out, refusing credentials or sending nonsense: either way there is
+        // no fresh template. Mining continues on the last one for the grace period, then pauses.
+        if state.node_down_since.is_none() {
+            state.node_down_since = Some(Instant::now());
+            if e.is_transient() {
                 tracing::warn!(error = %e, grace = ?self.config.node_loss_grace,
                     "node unreachable; mining continues on the last template for the grace period, then pauses");
-                let _ = self.events.send(Event::NodeDown {
-                    error: e.to_string(),
-                });
+            } else {
+                tracing::error!(error = %e, grace = ?self.config.node_loss_grace,
+                    "bad answer from the node; keeping the previous template for the grace period");
             }
-            self.check_grace(state);
-        } else {
-            // Malformed template, auth trouble: keep the previous work, say so loudly.
-            tracing::error!(error = %e, "bad answer from the node; keeping the previous template");
+            let _ = self.events.send(Event::NodeDown {
+                error: e.to_string(),
+            });
         }
+        self.check_grace(state);
     }
 
     fn check_grace(&mut self, state: &mut State) {
@@ -226,7 +247,7 @@ impl TemplateSource {
         self.work.send_replace(None);
     }
 
-    fn publish(&mut self, state: &mut State, template: BlockTemplate, after_submit: bool) {
+    fn publish(&mut self, state: &mut State, template: BlockTemplate) {
         if state.node_down_since.take().is_some() {
             tracing::info!("node is back");
             let _ = self.events.send(Event::NodeUp);
@@ -234,15 +255,11 @@ impl TemplateSource {
         state.longpoll_id = template.longpoll_id.clone();
         self.tip.send_replace(Some(template.prev_blockhash));
         if state.waiting_on == Some(template.prev_blockhash) {
-            if !after_submit {
-                // The node has not taken our block yet; more work on this parent only makes
-                // siblings of it. Stay paused until the submitter answers.
-                return;
-            }
-            state.waiting_on = None;
-        } else {
-            state.waiting_on = None;
+            // The node has not taken our block yet; more work on this parent only makes
+            // siblings of it. Stay paused until the submitter answers (Refresh::Submitted).
+            return;
         }
+        state.waiting_on = None;
         let new_tip = state
             .current
             .as_ref()
@@ -294,6 +311,10 @@ impl TemplateSource {
             }
             Err(e) => {
                 tracing::error!(error = %e, height, "refusing the node's template");
+                if new_tip {
+                    // The old work builds on a replaced tip: better idle than mine stale.
+                    self.pause(state, "the node's template for the new tip was refused");
+                }
             }
         }
     }

@@ -32,6 +32,11 @@ pub async fn watch_hashblock(
         }
         if let Err(e) = socket.subscribe("hashblock").await {
             tracing::warn!(%endpoint, error = %e, "ZMQ subscribe failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = cancel.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
             continue;
         }
         tracing::info!(%endpoint, "subscribed to ZMQ hashblock");
@@ -52,6 +57,10 @@ pub async fn watch_hashblock(
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(%endpoint, error = %e, "ZMQ receive failed; reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = cancel.cancelled() => return,
+                    }
                     break;
                 }
             }

@@ -196,10 +196,14 @@ pub fn build_coinbase(
 
     // Limits: header + tx count + coinbase + template transactions (BIP141 weight; sigop cost).
     let tx_count = template.transactions.len() as u64 + 1;
-    let block_weight = 80 * 4
-        + VarInt(tx_count).size() as u64 * 4
-        + weight
-        + template.transactions.iter().map(|t| t.weight).sum::<u64>();
+    let block_weight = template
+        .transactions
+        .iter()
+        .try_fold(
+            80 * 4 + VarInt(tx_count).size() as u64 * 4 + weight,
+            |acc, t| acc.checked_add(t.weight),
+        )
+        .unwrap_or(u64::MAX);
     if block_weight > template.weight_limit {
         return Err(CoinbaseError::OverLimit {
             what: "weight",
@@ -212,7 +216,11 @@ pub fn build_coinbase(
         .iter()
         .map(|o| o.script_pubkey.count_sigops_legacy() as u64 * 4)
         .sum();
-    let sigops = coinbase_sigops + template.transactions.iter().map(|t| t.sigops).sum::<u64>();
+    let sigops = template
+        .transactions
+        .iter()
+        .try_fold(coinbase_sigops, |acc, t| acc.checked_add(t.sigops))
+        .unwrap_or(u64::MAX);
     if sigops > template.sigop_limit {
         return Err(CoinbaseError::OverLimit {
             what: "sigop",

@@ -94,10 +94,12 @@ impl TemplateWork {
     pub fn ntime_now(&self) -> u32 {
         let elapsed = u32::try_from(self.received_at.elapsed().as_secs()).unwrap_or(u32::MAX);
         let t = &self.template;
+        // Never below mintime (consensus: above the median time past), whatever else applies;
+        // the parser refuses templates whose mintime is more than 2 hours past curtime.
         t.curtime
             .saturating_add(elapsed)
-            .max(t.mintime)
             .min(t.curtime.saturating_add(MAX_NTIME_AHEAD_SECS))
+            .max(t.mintime)
     }
 }
 

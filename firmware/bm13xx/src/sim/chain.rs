@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::command::{Command, Destination, command_frame_len};
 use crate::crc::response_crc;
-use crate::job::{FULL_HEADER_JOB_FRAME_LEN, FullHeaderJob, JOB_ID_COUNT, MidstateJob};
+use crate::job::{
+    FULL_HEADER_JOB_FRAME_LEN, FullHeaderJob, JOB_ID_COUNT, MIDSTATE_JOB_FRAME_MAX_LEN, MidstateJob,
+};
 use crate::model::{ChipModel, JobFormat};
 use crate::register::{self, addr};
 use crate::verify::midstate;
@@ -220,7 +222,16 @@ impl ChainState {
             let header = self.buffer[2];
             let len = match (header, self.model.job_format()) {
                 (0x21, JobFormat::FullHeader) => FULL_HEADER_JOB_FRAME_LEN,
-                (0x21, JobFormat::Midstate) => usize::from(self.buffer[3]) + 2,
+                // One midstate (56 bytes) or four (152); any other length byte is line noise,
+                // and trusting it could swallow the frames behind it.
+                (0x21, JobFormat::Midstate) => match usize::from(self.buffer[3]) + 2 {
+                    len @ (56 | MIDSTATE_JOB_FRAME_MAX_LEN) => len,
+                    _ => {
+                        self.stats.bytes_skipped += 1;
+                        self.buffer.drain(..1);
+                        continue;
+                    }
+                },
                 (h, _) => match command_frame_len(h) {
                     Some(len) => len,
                     None => {
@@ -446,4 +457,28 @@ pub fn job_midstate(job: &FullHeaderJob, version: u32) -> [u32; 8] {
     let mut first = [0u8; 64];
     first.copy_from_slice(&header[..64]);
     midstate(&first)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::command::{Command, Destination};
+
+    #[test]
+    fn a_midstate_job_with_a_corrupted_length_is_skipped_and_the_next_frame_still_heard() {
+        let mut chain = ChainState::new(ChipModel::Bm1397, 1, 32, &[], &[]);
+        let read = Command::ReadRegister {
+            to: Destination::All,
+            register: crate::register::addr::CHIP_ID,
+        };
+        for bad_len in [0u8, 1, 2, 0xFF, 60] {
+            let mut bytes = vec![0x55, 0xAA, 0x21, bad_len, 0, 1];
+            bytes.extend_from_slice(read.encode().as_bytes());
+            let replies = chain.receive(&bytes);
+            assert_eq!(replies.len(), 1, "length byte {bad_len}: {replies:?}");
+        }
+        assert_eq!(chain.stats.jobs, 0);
+    }
 }

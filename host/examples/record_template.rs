@@ -36,6 +36,21 @@ fn sign(
     }
 }
 
+/// An unsigned version-2 transaction spending `outpoint` to `output`.
+fn spending(outpoint: OutPoint, output: Vec<TxOut>) -> Transaction {
+    Transaction {
+        version: transaction::Version::TWO,
+        lock_time: absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: outpoint,
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -81,22 +96,15 @@ async fn main() {
             vout: 0,
         };
         let per = (value - Amount::from_sat(200_000)) / 1000;
-        let mut tx = Transaction {
-            version: transaction::Version::TWO,
-            lock_time: absolute::LockTime::ZERO,
-            input: vec![TxIn {
-                previous_output: outpoint,
-                script_sig: ScriptBuf::new(),
-                sequence: Sequence::MAX,
-                witness: Witness::new(),
-            }],
-            output: (0..1000)
+        let mut tx = spending(
+            outpoint,
+            (0..1000)
                 .map(|_| TxOut {
                     value: per,
                     script_pubkey: ours.script_pubkey(),
                 })
                 .collect(),
-        };
+        );
         sign(&secp, &secret, &public, &mut tx, &[value]);
         let txid = tx.compute_txid();
         call(
@@ -110,16 +118,9 @@ async fn main() {
     // One spend per output, each paying a slightly different fee so the template has an order.
     for (i, (outpoint, value)) in utxos.into_iter().take(count).enumerate() {
         let fee = Amount::from_sat(1_000 + i as u64);
-        let mut tx = Transaction {
-            version: transaction::Version::TWO,
-            lock_time: absolute::LockTime::ZERO,
-            input: vec![TxIn {
-                previous_output: outpoint,
-                script_sig: ScriptBuf::new(),
-                sequence: Sequence::MAX,
-                witness: Witness::new(),
-            }],
-            output: vec![
+        let mut tx = spending(
+            outpoint,
+            vec![
                 TxOut {
                     value: (value - fee) / 2,
                     script_pubkey: ours.script_pubkey(),
@@ -129,7 +130,7 @@ async fn main() {
                     script_pubkey: ours.script_pubkey(),
                 },
             ],
-        };
+        );
         sign(&secp, &secret, &public, &mut tx, &[value]);
         call(
             "sendrawtransaction",

@@ -175,17 +175,8 @@ impl RegtestNode {
     /// Kill the process with SIGTERM, as `kill` or a service manager would, and wait for it to
     /// exit. bitcoind flushes its chain state on SIGTERM; SIGKILL can roll the tip back.
     pub fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            terminate_within(child, Duration::from_secs(30));
         }
     }
 
@@ -235,20 +226,24 @@ impl RegtestNode {
 
 impl Drop for RegtestNode {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SIGTERM first so bitcoind flushes; then make sure it is gone.
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            terminate_within(child, Duration::from_secs(10));
         }
     }
+}
+
+/// SIGTERM first so bitcoind flushes; SIGKILL if it has not exited within `grace`.
+fn terminate_within(mut child: Child, grace: Duration) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The firmware image for the emulator: `HEARTH_FIRMWARE_IMAGE`, or the one `scripts/firmware.sh`

@@ -6,28 +6,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hearth::daemon::Daemon;
 use hearth::events::Event;
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn first_line(child: &mut Child) -> String {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.trim().to_string()
-}
+use common::{Killed, first_line};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_firmware_in_the_emulator_mines_regtest_blocks_for_the_daemon() {
@@ -40,26 +25,8 @@ async fn the_firmware_in_the_emulator_mines_regtest_blocks_for_the_daemon() {
     );
     let node = common::node(&[]).await;
 
-    let mut chain = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args([
-            "sim-chain",
-            "--listen",
-            "127.0.0.1:0",
-            "--model",
-            "BM1370",
-            "--chips",
-            "1",
-            "--floor-bits",
-            "12",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let chain_addr = first_line(&mut chain)
-        .trim_start_matches("listening on ")
-        .to_string();
-    let _chain = Killed(chain);
+    let (_chain, chain_addr) =
+        common::sim_chain(&["--model", "BM1370", "--chips", "1", "--floor-bits", "12"]);
 
     // The emulated board's USB port on a fixed port, so that it can be "plugged in" again.
     let usb_port = hearth::regtest::free_port().unwrap();
@@ -87,10 +54,7 @@ async fn the_firmware_in_the_emulator_mines_regtest_blocks_for_the_daemon() {
     let usb = format!("127.0.0.1:{usb_port}");
 
     let journal = tempfile::tempdir().unwrap();
-    let (_, address, _) = common::addresses()
-        .into_iter()
-        .find(|(n, _, _)| *n == "P2WPKH")
-        .unwrap();
+    let (address, _) = common::address("P2WPKH");
     let devices = format!(
         "[[device]]\nkind = \"link\"\nname = \"board\"\ntcp = \"{usb}\"\nshare_floor_bits = 12\n"
     );

@@ -14,10 +14,7 @@ async fn mines_100_blocks_with_a_simulated_4_chip_board() {
     let node = common::node(&[]).await;
     let rpc = node.rpc().unwrap();
     let journal = tempfile::tempdir().unwrap();
-    let (_, address, script) = common::addresses()
-        .into_iter()
-        .find(|(n, _, _)| *n == "P2WPKH")
-        .unwrap();
+    let (address, script) = common::address("P2WPKH");
     let config = common::config_for(
         &node,
         &address.to_string(),
@@ -266,10 +263,7 @@ async fn blocks_with_real_transactions_and_a_witness_commitment_are_accepted() {
         txids.push(txid.as_str().unwrap().to_string());
     }
     let journal = tempfile::tempdir().unwrap();
-    let (_, payout, script) = common::addresses()
-        .into_iter()
-        .find(|(n, _, _)| *n == "P2TR")
-        .unwrap();
+    let (payout, script) = common::address("P2TR");
     let config = common::config_for(
         &node,
         &payout.to_string(),

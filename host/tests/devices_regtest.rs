@@ -6,39 +6,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use common::{Killed, sim_chain};
 use std::time::Duration;
 
 use hearth::daemon::Daemon;
 use hearth::events::Event;
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sim_chain(args: &[&str]) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("sim-chain")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (
-        Killed(child),
-        line.trim().trim_start_matches("listening on ").to_string(),
-    )
-}
 
 /// A PTY at `link` bridged to TCP `addr`, as a USB-UART adapter would appear.
 fn pty(link: &Path, addr: &str) -> Killed {

@@ -2,8 +2,9 @@
 //! initialises and mines through it, as the firmware emulator harness will.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
 use bm13xx::chain::{Chain, ChainEvent, ChainOptions, FixedBaud};
@@ -14,37 +15,9 @@ use bm13xx::sim::TokioDelay;
 use bm13xx::verify::{NonceVerdict, NonceVerifier};
 use embedded_io_adapters::tokio_1::FromTokio;
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(args: &[&str]) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("sim-chain")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (Killed(child), addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_driver_mines_through_the_tcp_emulator() {
-    let (_child, addr) = start(&[
+    let (_child, addr) = common::sim_chain(&[
         "--listen",
         "127.0.0.1:0",
         "--model",

@@ -17,10 +17,7 @@ use serde_json::json;
 async fn blocks_built_from_templates_are_accepted_at_heights_1_to_20() {
     let node = common::node(&[]).await;
     let rpc = node.rpc().unwrap();
-    let (_, _, payout) = common::addresses()
-        .into_iter()
-        .find(|(n, _, _)| *n == "P2WPKH")
-        .unwrap();
+    let (_, payout) = common::address("P2WPKH");
     let ids = Arc::new(AtomicU64::new(0));
     let mut factory = JobFactory::new(7, ids, BIP320_MASK);
     for expected_height in 1..=20u32 {

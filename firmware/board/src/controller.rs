@@ -734,11 +734,10 @@ impl Controller {
         );
     }
 
-    fn asic_temperature_fresh(&self, now_ms: u32) -> bool {
-        self.sensor_failures == 0
-            && self
-                .last_asic_ok_ms
-                .is_some_and(|at| now_ms.wrapping_sub(at) < SENSOR_STALE_MS)
+    /// Whether the chip temperature was read successfully within [`SENSOR_STALE_MS`].
+    fn asic_temperature_recent(&self, now_ms: u32) -> bool {
+        self.last_asic_ok_ms
+            .is_some_and(|at| now_ms.wrapping_sub(at) < SENSOR_STALE_MS)
     }
 
     /// Time passes: power-up retries, job cadence, telemetry, host-silence and sensor watchdogs.
@@ -753,11 +752,7 @@ impl Controller {
         }
         // Powered without a recent chip temperature (the sensor task stalled, or every reading
         // is missing): the board cannot see a runaway, so it stops.
-        if self.power != Power::Off
-            && self.safe.is_none()
-            && self
-                .last_asic_ok_ms
-                .is_none_or(|at| now_ms.wrapping_sub(at) >= SENSOR_STALE_MS)
+        if self.power != Power::Off && self.safe.is_none() && !self.asic_temperature_recent(now_ms)
         {
             self.enter_safe(
                 SafeReason::Sensor,
@@ -770,7 +765,8 @@ impl Controller {
         if self.power == Power::Off
             && self.safe.is_none()
             && self.zone != ThermalZone::Shutdown
-            && self.asic_temperature_fresh(now_ms)
+            && self.sensor_failures == 0
+            && self.asic_temperature_recent(now_ms)
             && let Some(at) = self.retry_power_at
             && now_ms.wrapping_sub(at) < u32::MAX / 2
         {

@@ -308,6 +308,33 @@ impl RpcClient {
     }
 }
 
+/// The `error` member of a JSON-RPC 1.0 reply.
+#[derive(serde::Deserialize)]
+struct ErrorObject {
+    code: i64,
+    message: String,
+}
+
+impl ErrorObject {
+    fn into_error(self, method: &str) -> RpcError {
+        RpcError::Rpc {
+            method: method.to_string(),
+            code: self.code,
+            message: self.message,
+        }
+    }
+}
+
+fn malformed(method: &str, body: &[u8], e: serde_json::Error) -> RpcError {
+    RpcError::Malformed {
+        method: method.to_string(),
+        reason: format!(
+            "{e} (body starts {:?})",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        ),
+    }
+}
+
 /// Parse a JSON-RPC 1.0 reply body: `{"result": ..., "error": null | {code, message}}`.
 pub fn parse_reply(method: &str, body: &[u8]) -> Result<Value, RpcError> {
     #[derive(serde::Deserialize)]
@@ -317,24 +344,9 @@ pub fn parse_reply(method: &str, body: &[u8]) -> Result<Value, RpcError> {
         #[serde(default)]
         error: Option<ErrorObject>,
     }
-    #[derive(serde::Deserialize)]
-    struct ErrorObject {
-        code: i64,
-        message: String,
-    }
-    let reply: Reply = serde_json::from_slice(body).map_err(|e| RpcError::Malformed {
-        method: method.to_string(),
-        reason: format!(
-            "{e} (body starts {:?})",
-            String::from_utf8_lossy(&body[..body.len().min(80)])
-        ),
-    })?;
+    let reply: Reply = serde_json::from_slice(body).map_err(|e| malformed(method, body, e))?;
     match reply.error {
-        Some(err) => Err(RpcError::Rpc {
-            method: method.to_string(),
-            code: err.code,
-            message: err.message,
-        }),
+        Some(err) => Err(err.into_error(method)),
         None => Ok(reply.result),
     }
 }
@@ -347,26 +359,11 @@ pub fn parse_reply_error_only(method: &str, body: &[u8]) -> Result<(), RpcError>
         #[serde(default)]
         error: Option<ErrorObject>,
     }
-    #[derive(serde::Deserialize)]
-    struct ErrorObject {
-        code: i64,
-        message: String,
-    }
     // Skim for the error without building the whole result (it may be megabytes).
     match serde_json::from_slice::<ErrorOnly>(body) {
-        Ok(ErrorOnly { error: Some(err) }) => Err(RpcError::Rpc {
-            method: method.to_string(),
-            code: err.code,
-            message: err.message,
-        }),
+        Ok(ErrorOnly { error: Some(err) }) => Err(err.into_error(method)),
         Ok(_) => Ok(()),
-        Err(e) => Err(RpcError::Malformed {
-            method: method.to_string(),
-            reason: format!(
-                "{e} (body starts {:?})",
-                String::from_utf8_lossy(&body[..body.len().min(80)])
-            ),
-        }),
+        Err(e) => Err(malformed(method, body, e)),
     }
 }
 

@@ -2,7 +2,9 @@
 //! addresses of every payout type, and small RPC conveniences.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,6 +14,43 @@ use bitcoin::{Address, CompressedPublicKey, Network, PrivateKey, ScriptBuf};
 use hearth::node::RpcClient;
 use hearth::regtest::{RegtestNode, bitcoind_from_scripts};
 use serde_json::{Value, json};
+
+/// A child process killed (and reaped) when the test lets go of it.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The first line the child prints on stdout, trimmed.
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim().to_string()
+}
+
+/// `hearth sim-chain ARGS` running (on a free loopback port unless ARGS name one), and the
+/// address it listens on.
+pub fn sim_chain(args: &[&str]) -> (Killed, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("sim-chain")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut child);
+    let addr = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (Killed(child), addr)
+}
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -94,6 +133,16 @@ pub fn addresses() -> Vec<(&'static str, Address, ScriptBuf)> {
         )
     })
     .collect()
+}
+
+/// The test key's address of one payout type (`"P2WPKH"`, `"P2TR"`, … as in [`addresses`]) and
+/// its script.
+pub fn address(kind: &str) -> (Address, ScriptBuf) {
+    addresses()
+        .into_iter()
+        .find(|(n, _, _)| *n == kind)
+        .map(|(_, address, script)| (address, script))
+        .unwrap_or_else(|| panic!("no {kind} test address"))
 }
 
 /// A daemon configuration for `node`, paying `address`, with the given `[[device]]` TOML.

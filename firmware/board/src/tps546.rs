@@ -1,185 +1,42 @@
-//! TI TPS546D24A synchronous buck converter (ASIC core rail) over PMBus.
+//! TI TPS546D24A synchronous buck converter (ASIC core rail) over PMBus ([`crate::pmbus`]).
 //!
-//! Sources: docs/bm13xx-protocol.md §9.3 (ESP-Miner and mujina) and the PMBus 1.3 numeric
-//! formats. From TI's datasheets of the same family (TPS546D24S SLUSF26, TPS546B24S SLUSF27):
+//! Sources: TI's TPS546D24S datasheet (SLUSF26, the same command set as the D24A) §7.6, PMBus
+//! 1.3 Part II, and docs/bm13xx-protocol.md §9.3 (ESP-Miner's and mujina's register values).
 //! VOUT_MODE bit 7 is REL (relative format for the margin and OV/UV limits), bits 6..5 the
-//! read-only format (00 = linear), bits 4..0 the exponent (−4..−12 supported); VOUT_MAX and
-//! VOUT_MIN are "ULINEAR16, absolute only"; SLINEAR11 limits such as VIN_ON accept any valid
-//! encoding and are rounded down to the hardware steps (VIN_ON: 0.25 V).
+//! read-only format (00 = linear), bits 4..0 the exponent; VOUT_MAX and VOUT_MIN are
+//! "ULINEAR16, absolute only"; SLINEAR11 limits such as VIN_ON are rounded down to the hardware
+//! steps (VIN_ON: 0.25 V).
 //!
-//! PMBus words are little-endian on the wire. Reads are `write_read(addr, &[command], buf)`;
-//! writes are one `write(addr, &[command, data..])`. No PEC.
+//! Safety model: the board's power-enable GPIO drives the regulator's CONTROL pin, and
+//! [`ON_OFF_CONFIG`] makes that pin authoritative: the output is on only while OPERATION says on
+//! **and** the pin is high, so a low pin (the MCU driving it low, or the board's pull-down while
+//! the MCU is in reset, hung or panicking) cuts the rail whatever the I²C bus is doing. OV and UV
+//! faults latch the output off in the regulator itself.
 //!
 //! ```text
-//! new(i2c, DEFAULT_ADDRESS) -> init(&Config::single_chip()) -> set_vout_mv(1200) -> enable(true)
+//! new(i2c, DEFAULT_ADDRESS) -> init(&Config::for_core(..)) -> set_vout_mv(1150) -> enable(true)
 //! ```
 
 use embedded_hal_async::i2c::I2c;
 
+use crate::pmbus::{
+    Device, Status, StatusWord, bits, commands, fault_response, linear11_to_milli,
+    milli_to_linear11, mv_to_ulinear16, ulinear16_to_mv,
+};
+
 /// 7-bit PMBus address of the TPS546 on Bitaxe boards.
 pub const DEFAULT_ADDRESS: u8 = 0x24;
 
-/// PMBus command codes (PMBus 1.3 standard codes plus TI's IC_DEVICE_ID and MFR-specific ones).
-pub mod commands {
-    /// OPERATION (byte): output on/off.
-    pub const OPERATION: u8 = 0x01;
-    /// ON_OFF_CONFIG (byte): what turns the output on.
-    pub const ON_OFF_CONFIG: u8 = 0x02;
-    /// CLEAR_FAULTS (send byte).
-    pub const CLEAR_FAULTS: u8 = 0x03;
-    /// PHASE (byte).
-    pub const PHASE: u8 = 0x04;
-    /// VOUT_MODE (byte): format and exponent of output-voltage commands.
-    pub const VOUT_MODE: u8 = 0x20;
-    /// VOUT_COMMAND (word, ULINEAR16).
-    pub const VOUT_COMMAND: u8 = 0x21;
-    /// VOUT_MAX (word, ULINEAR16, absolute).
-    pub const VOUT_MAX: u8 = 0x24;
-    /// VOUT_SCALE_LOOP (word, SLINEAR11).
-    pub const VOUT_SCALE_LOOP: u8 = 0x29;
-    /// VOUT_MIN (word, ULINEAR16, absolute).
-    pub const VOUT_MIN: u8 = 0x2B;
-    /// FREQUENCY_SWITCH (word, SLINEAR11, kHz).
-    pub const FREQUENCY_SWITCH: u8 = 0x33;
-    /// VIN_ON (word, SLINEAR11, V).
-    pub const VIN_ON: u8 = 0x35;
-    /// VIN_OFF (word, SLINEAR11, V).
-    pub const VIN_OFF: u8 = 0x36;
-    /// IOUT_OC_FAULT_LIMIT (word, SLINEAR11, A).
-    pub const IOUT_OC_FAULT_LIMIT: u8 = 0x46;
-    /// IOUT_OC_WARN_LIMIT (word, SLINEAR11, A).
-    pub const IOUT_OC_WARN_LIMIT: u8 = 0x4A;
-    /// OT_FAULT_LIMIT (word, SLINEAR11, °C).
-    pub const OT_FAULT_LIMIT: u8 = 0x4F;
-    /// OT_WARN_LIMIT (word, SLINEAR11, °C).
-    pub const OT_WARN_LIMIT: u8 = 0x51;
-    /// STATUS_WORD (word).
-    pub const STATUS_WORD: u8 = 0x79;
-    /// STATUS_VOUT (byte).
-    pub const STATUS_VOUT: u8 = 0x7A;
-    /// STATUS_IOUT (byte).
-    pub const STATUS_IOUT: u8 = 0x7B;
-    /// STATUS_INPUT (byte).
-    pub const STATUS_INPUT: u8 = 0x7C;
-    /// STATUS_TEMPERATURE (byte).
-    pub const STATUS_TEMPERATURE: u8 = 0x7D;
-    /// STATUS_CML (byte): communication, memory, logic.
-    pub const STATUS_CML: u8 = 0x7E;
-    /// READ_VIN (word, SLINEAR11, V).
-    pub const READ_VIN: u8 = 0x88;
-    /// READ_VOUT (word, ULINEAR16 per VOUT_MODE, V).
-    pub const READ_VOUT: u8 = 0x8B;
-    /// READ_IOUT (word, SLINEAR11, A).
-    pub const READ_IOUT: u8 = 0x8C;
-    /// READ_TEMPERATURE_1 (word, SLINEAR11, °C).
-    pub const READ_TEMPERATURE_1: u8 = 0x8D;
-    /// MFR_ID (block).
-    pub const MFR_ID: u8 = 0x99;
-    /// MFR_MODEL (block).
-    pub const MFR_MODEL: u8 = 0x9A;
-    /// MFR_REVISION (block).
-    pub const MFR_REVISION: u8 = 0x9B;
-    /// IC_DEVICE_ID (block, 6 data bytes on the TPS546).
-    pub const IC_DEVICE_ID: u8 = 0xAD;
-    /// COMPENSATION_CONFIG (TI block).
-    pub const COMPENSATION_CONFIG: u8 = 0xB1;
-    /// SYNC_CONFIG (TI byte).
-    pub const SYNC_CONFIG: u8 = 0xE4;
-    /// STACK_CONFIG (TI word).
-    pub const STACK_CONFIG: u8 = 0xEC;
-}
-
-/// Command data values and bit masks.
-pub mod bits {
-    /// OPERATION: output off (immediate).
-    pub const OPERATION_OFF: u8 = 0x00;
-    /// OPERATION: output on, no margining.
-    pub const OPERATION_ON: u8 = 0x80;
-
-    /// ON_OFF_CONFIG bit 4 (PU): power up only as bits 3..2 say, not whenever input is present.
-    pub const ON_OFF_PU: u8 = 1 << 4;
-    /// ON_OFF_CONFIG bit 3 (CMD): obey the OPERATION on/off bit.
-    pub const ON_OFF_CMD: u8 = 1 << 3;
-    /// ON_OFF_CONFIG bit 2 (CP): also require the CONTROL pin.
-    pub const ON_OFF_CP: u8 = 1 << 2;
-    /// ON_OFF_CONFIG bit 1 (POLARITY): CONTROL pin active high.
-    pub const ON_OFF_POLARITY: u8 = 1 << 1;
-    /// ON_OFF_CONFIG bit 0: turn off immediately (no TOFF_DELAY/TOFF_FALL) on a pin turn-off.
-    pub const ON_OFF_DELAY: u8 = 1 << 0;
-    /// What [`init`](super::Tps546::init) writes: PU | CMD | POLARITY | DELAY = 0x1B, the
-    /// value ESP-Miner's config and mujina settle on. The output follows OPERATION only; the
-    /// CONTROL pin is ignored (CP clear), so a glitch on it cannot drop the rail.
-    pub const ON_OFF_CONFIG_OPERATION_ONLY: u8 =
-        ON_OFF_PU | ON_OFF_CMD | ON_OFF_POLARITY | ON_OFF_DELAY;
-
-    /// VOUT_MODE bit 7 (TI REL): margin and OV/UV limits are ratios of VOUT_COMMAND.
-    pub const VOUT_MODE_RELATIVE: u8 = 1 << 7;
-    /// VOUT_MODE bits 6..5: data format; 00 = linear, the only one this driver supports.
-    pub const VOUT_MODE_FORMAT_MASK: u8 = 0b0110_0000;
-    /// VOUT_MODE bits 4..0: signed exponent of ULINEAR16 values.
-    pub const VOUT_MODE_EXPONENT_MASK: u8 = 0b0001_1111;
-
-    /// STATUS_WORD bit 15: a STATUS_VOUT bit is set.
-    pub const STATUS_VOUT: u16 = 1 << 15;
-    /// STATUS_WORD bit 14: a STATUS_IOUT bit is set.
-    pub const STATUS_IOUT: u16 = 1 << 14;
-    /// STATUS_WORD bit 13: a STATUS_INPUT bit is set.
-    pub const STATUS_INPUT: u16 = 1 << 13;
-    /// STATUS_WORD bit 12: a STATUS_MFR_SPECIFIC bit is set.
-    pub const STATUS_MFR: u16 = 1 << 12;
-    /// STATUS_WORD bit 11: POWER_GOOD# (set = power is not good).
-    pub const STATUS_POWER_GOOD_N: u16 = 1 << 11;
-    /// STATUS_WORD bit 10: a STATUS_FANS bit is set.
-    pub const STATUS_FANS: u16 = 1 << 10;
-    /// STATUS_WORD bit 9: a STATUS_OTHER bit is set.
-    pub const STATUS_OTHER: u16 = 1 << 9;
-    /// STATUS_WORD bit 7: device busy.
-    pub const STATUS_BUSY: u16 = 1 << 7;
-    /// STATUS_WORD bit 6: output off.
-    pub const STATUS_OFF: u16 = 1 << 6;
-    /// STATUS_WORD bit 5: output over-voltage fault.
-    pub const STATUS_VOUT_OV_FAULT: u16 = 1 << 5;
-    /// STATUS_WORD bit 4: output over-current fault.
-    pub const STATUS_IOUT_OC_FAULT: u16 = 1 << 4;
-    /// STATUS_WORD bit 3: input under-voltage.
-    pub const STATUS_VIN_UV: u16 = 1 << 3;
-    /// STATUS_WORD bit 2: temperature warning or fault.
-    pub const STATUS_TEMPERATURE: u16 = 1 << 2;
-    /// STATUS_WORD bit 1: communication, memory or logic fault.
-    pub const STATUS_CML: u16 = 1 << 1;
-    /// STATUS_WORD bit 0: none of the above.
-    pub const STATUS_NONE_OF_THE_ABOVE: u16 = 1 << 0;
-    /// STATUS_WORD bits for which [`StatusWord::is_fault`](super::StatusWord::is_fault) is true.
-    pub const STATUS_STOP_MASK: u16 = STATUS_VOUT
-        | STATUS_IOUT
-        | STATUS_VOUT_OV_FAULT
-        | STATUS_IOUT_OC_FAULT
-        | STATUS_VIN_UV
-        | STATUS_TEMPERATURE;
-
-    /// STATUS_VOUT bit 7: over-voltage fault.
-    pub const VOUT_OV_FAULT: u8 = 0x80;
-    /// STATUS_VOUT bit 6: over-voltage warning.
-    pub const VOUT_OV_WARN: u8 = 0x40;
-    /// STATUS_VOUT bit 5: under-voltage warning.
-    pub const VOUT_UV_WARN: u8 = 0x20;
-    /// STATUS_VOUT bit 4: under-voltage fault.
-    pub const VOUT_UV_FAULT: u8 = 0x10;
-    /// STATUS_IOUT bit 7: over-current fault.
-    pub const IOUT_OC_FAULT: u8 = 0x80;
-    /// STATUS_IOUT bit 5: over-current warning.
-    pub const IOUT_OC_WARN: u8 = 0x20;
-    /// STATUS_TEMPERATURE bit 7: over-temperature fault.
-    pub const OT_FAULT: u8 = 0x80;
-    /// STATUS_TEMPERATURE bit 6: over-temperature warning.
-    pub const OT_WARN: u8 = 0x40;
-    /// STATUS_INPUT bit 7: input over-voltage fault.
-    pub const VIN_OV_FAULT: u8 = 0x80;
-    /// STATUS_INPUT bit 5: input under-voltage warning.
-    pub const VIN_UV_WARN: u8 = 0x20;
-    /// STATUS_INPUT bit 3: unit off for insufficient input voltage.
-    pub const LOW_VIN: u8 = 0x08;
-}
+/// ON_OFF_CONFIG written by [`Tps546::init`] and [`Tps546::force_off`]: PU | CMD | CP |
+/// POLARITY | DELAY = 0x1F (SLUSF26 §7.6.3). PU: act on the pin and command rather than
+/// whenever input is present; CMD: obey OPERATION; CP: also obey the CONTROL pin; POLARITY:
+/// pin active high; DELAY: a pin turn-off stops conversion at once (no TOFF_DELAY / TOFF_FALL).
+/// ESP-Miner writes CP clear (0x18 / 0x1B), which lets the rail outlive the MCU.
+pub const ON_OFF_CONFIG: u8 = bits::ON_OFF_PU
+    | bits::ON_OFF_CMD
+    | bits::ON_OFF_CP
+    | bits::ON_OFF_POLARITY
+    | bits::ON_OFF_DELAY;
 
 /// IC_DEVICE_ID payloads accepted by [`Tps546::init`] (doc §9.3): "TIT" 'm' 0x24 'A' = TPS546D24A,
 /// "TIT" 'm' 0x24 'b' = TPS546D24S, and "TIT" 'k' 0x24 'A' (labelled D24A by mujina, B24A by ESP).
@@ -189,195 +46,14 @@ pub const DEVICE_IDS: [[u8; 6]; 3] = [
     [0x54, 0x49, 0x54, 0x6B, 0x24, 0x41],
 ];
 
-/// Signed 5-bit two's complement field (bits 4..0) as an exponent.
-const fn exponent5(bits: u8) -> i32 {
-    let e = (bits & 0x1F) as i32;
-    if e >= 16 { e - 32 } else { e }
-}
-
-/// `value / 2^shift`, rounded to nearest, halves away from zero. `shift` ≤ 32.
-const fn div_pow2_round(value: i64, shift: u32) -> i64 {
-    let d = 1i64 << shift;
-    let half = d / 2;
-    if value >= 0 {
-        (value + half) / d
-    } else {
-        (value - half) / d
-    }
-}
-
-/// `value / divisor`, rounded to nearest, halves away from zero. `divisor` > 0.
-const fn div_round(value: i64, divisor: i64) -> i64 {
-    let half = divisor / 2;
-    if value >= 0 {
-        (value + half) / divisor
-    } else {
-        (value - half) / divisor
-    }
-}
-
-const fn saturate_i32(v: i64) -> i32 {
-    if v > i32::MAX as i64 {
-        i32::MAX
-    } else if v < i32::MIN as i64 {
-        i32::MIN
-    } else {
-        v as i32
-    }
-}
-
-/// SLINEAR11 (PMBus "linear"): bits 15..11 a 5-bit two's complement exponent N, bits 10..0 an
-/// 11-bit two's complement mantissa Y; value = Y · 2^N. Returned ×1000 (milli-units), rounded to
-/// nearest; saturates at the `i32` range (only reachable with N ≥ 12).
-pub const fn linear11_to_milli(raw: u16) -> i32 {
-    let exponent = exponent5((raw >> 11) as u8);
-    let m = (raw & 0x07FF) as i64;
-    let mantissa = if m >= 1024 { m - 2048 } else { m };
-    let scaled = mantissa * 1000;
-    if exponent >= 0 {
-        // |scaled| < 2^20 and exponent ≤ 15: fits i64.
-        saturate_i32(scaled << exponent)
-    } else {
-        saturate_i32(div_pow2_round(scaled, (-exponent) as u32))
-    }
-}
-
-/// `value_milli / 1000` as SLINEAR11 with the smallest exponent (most precision) whose rounded
-/// mantissa fits −1024..=1023. Zero encodes as 0x0000. Every `i32` input fits (exponent ≤ 12).
-pub const fn milli_to_linear11(value_milli: i32) -> u16 {
-    if value_milli == 0 {
-        return 0;
-    }
-    let v = value_milli as i64;
-    let mut exponent: i32 = -16;
-    while exponent <= 15 {
-        let mantissa = if exponent < 0 {
-            // |v| < 2^31, shift ≤ 16: fits i64.
-            div_round(v << (-exponent) as u32, 1000)
-        } else {
-            div_round(v, 1000i64 << exponent as u32)
-        };
-        if mantissa >= -1024 && mantissa <= 1023 {
-            return (((exponent as u16) & 0x1F) << 11) | ((mantissa as u16) & 0x07FF);
-        }
-        exponent += 1;
-    }
-    // Unreachable for i32 input; saturate rather than panic.
-    if value_milli > 0 { 0x7BFF } else { 0x7C00 }
-}
-
-/// ULINEAR16 with the exponent from VOUT_MODE bits 4..0 (0x97 → −9 → 1/512 V per LSB), to mV,
-/// rounded to nearest; saturates at `u32::MAX`. Bits 7..5 of `vout_mode` are ignored.
-pub const fn ulinear16_to_mv(raw: u16, vout_mode: u8) -> u32 {
-    let exponent = exponent5(vout_mode);
-    let scaled = raw as u64 * 1000;
-    let mv = if exponent >= 0 {
-        // < 2^26 · 2^15: fits u64.
-        scaled << exponent as u32
-    } else {
-        let shift = (-exponent) as u32;
-        (scaled + ((1u64 << shift) >> 1)) >> shift
-    };
-    if mv > u32::MAX as u64 {
-        u32::MAX
-    } else {
-        mv as u32
-    }
-}
-
-/// mV to ULINEAR16 with the VOUT_MODE exponent, **truncating** as ESP-Miner does (so the
-/// commanded voltage never exceeds the request): 1200 mV @ 0x97 → 0x0266, 1150 mV → 0x024C.
-/// `None` when the result does not fit 16 bits. Bits 7..5 of `vout_mode` are ignored.
-pub const fn mv_to_ulinear16(mv: u32, vout_mode: u8) -> Option<u16> {
-    let exponent = exponent5(vout_mode);
-    let raw = if exponent >= 0 {
-        mv as u64 / (1000u64 << exponent as u32)
-    } else {
-        // < 2^32 · 2^16: fits u64.
-        ((mv as u64) << (-exponent) as u32) / 1000
-    };
-    if raw > u16::MAX as u64 {
-        None
-    } else {
-        Some(raw as u16)
-    }
-}
-
-/// PMBus STATUS_WORD (0x79). Bit accessors per PMBus 1.3 / doc §9.3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct StatusWord(pub u16);
-
-impl StatusWord {
-    const fn bit(self, mask: u16) -> bool {
-        self.0 & mask != 0
-    }
-    /// Bit 15: something in STATUS_VOUT.
-    pub const fn vout(&self) -> bool {
-        self.bit(bits::STATUS_VOUT)
-    }
-    /// Bit 14: something in STATUS_IOUT.
-    pub const fn iout(&self) -> bool {
-        self.bit(bits::STATUS_IOUT)
-    }
-    /// Bit 13: something in STATUS_INPUT.
-    pub const fn input(&self) -> bool {
-        self.bit(bits::STATUS_INPUT)
-    }
-    /// Bit 12: something in STATUS_MFR_SPECIFIC.
-    pub const fn mfr(&self) -> bool {
-        self.bit(bits::STATUS_MFR)
-    }
-    /// Bit 11: POWER_GOOD# — set while the output is not in regulation (also when off).
-    pub const fn power_good_negated(&self) -> bool {
-        self.bit(bits::STATUS_POWER_GOOD_N)
-    }
-    /// Bit 10: something in STATUS_FANS.
-    pub const fn fans(&self) -> bool {
-        self.bit(bits::STATUS_FANS)
-    }
-    /// Bit 9: something in STATUS_OTHER.
-    pub const fn other(&self) -> bool {
-        self.bit(bits::STATUS_OTHER)
-    }
-    /// Bit 7: the device was busy and could not answer.
-    pub const fn busy(&self) -> bool {
-        self.bit(bits::STATUS_BUSY)
-    }
-    /// Bit 6: the output is off.
-    pub const fn off(&self) -> bool {
-        self.bit(bits::STATUS_OFF)
-    }
-    /// Bit 5: output over-voltage fault.
-    pub const fn vout_ov_fault(&self) -> bool {
-        self.bit(bits::STATUS_VOUT_OV_FAULT)
-    }
-    /// Bit 4: output over-current fault.
-    pub const fn iout_oc_fault(&self) -> bool {
-        self.bit(bits::STATUS_IOUT_OC_FAULT)
-    }
-    /// Bit 3: input under-voltage.
-    pub const fn vin_uv(&self) -> bool {
-        self.bit(bits::STATUS_VIN_UV)
-    }
-    /// Bit 2: temperature warning or fault.
-    pub const fn temperature(&self) -> bool {
-        self.bit(bits::STATUS_TEMPERATURE)
-    }
-    /// Bit 1: communication, memory or logic fault.
-    pub const fn cml(&self) -> bool {
-        self.bit(bits::STATUS_CML)
-    }
-    /// Bit 0: a fault not covered by the other bits.
-    pub const fn none_of_the_above(&self) -> bool {
-        self.bit(bits::STATUS_NONE_OF_THE_ABOVE)
-    }
-    /// True when hashing must stop: VOUT_OV, IOUT_OC, VIN_UV, TEMPERATURE, or the VOUT / IOUT
-    /// summary bits ([`bits::STATUS_STOP_MASK`]). OFF, POWER_GOOD#, CML, BUSY and the
-    /// INPUT/MFR/OTHER summaries alone are not faults.
-    pub const fn is_fault(&self) -> bool {
-        self.bit(bits::STATUS_STOP_MASK)
-    }
-}
+/// Lowest and highest VOUT_OV_FAULT_LIMIT ratios [`Config::for_core`] picks, ‰ of VOUT_COMMAND:
+/// tighter than +8 % trips on load transients; +25 % is ESP-Miner's value.
+const OV_RATIO_RANGE_PERMILLE: (u32, u32) = (1_080, 1_250);
+/// VOUT_UV_FAULT_LIMIT, ‰ of VOUT_COMMAND (ESP-Miner's 0.75).
+const UV_RATIO_PERMILLE: u32 = 750;
+/// The regulator's own over-temperature warning sits this far above the board's VR throttle
+/// point, so the board's throttling acts first and the warning is a second line.
+pub const OT_WARN_ABOVE_THROTTLE_C: i16 = 5;
 
 /// Limits written by [`Tps546::init`]. Units are in the field names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -390,6 +66,10 @@ pub struct Config {
     pub vout_max_mv: u32,
     /// Lowest output voltage the chip will accept (VOUT_MIN), mV.
     pub vout_min_mv: u32,
+    /// Output over-voltage fault (VOUT_OV_FAULT_LIMIT), ‰ of VOUT_COMMAND; latches off.
+    pub vout_ov_fault_permille: u32,
+    /// Output under-voltage fault (VOUT_UV_FAULT_LIMIT), ‰ of VOUT_COMMAND; latches off.
+    pub vout_uv_fault_permille: u32,
     /// Output over-current warning (IOUT_OC_WARN_LIMIT), mA.
     pub iout_oc_warn_ma: u32,
     /// Output over-current fault (IOUT_OC_FAULT_LIMIT), mA; at least the warning.
@@ -404,19 +84,58 @@ pub struct Config {
 
 impl Config {
     /// ESP-Miner's single-chip profile (Gamma/Ultra/Supra; doc §9.3): VIN_ON 4.8 V, VIN_OFF
-    /// 4.5 V, VOUT 1.0..=2.0 V, IOUT OC warn 25 A / fault 30 A, OT warn 105 °C / fault 145 °C,
-    /// 650 kHz.
+    /// 4.5 V, VOUT 1.0..=2.0 V, OV +25 % / UV −25 % latching, IOUT OC warn 25 A / fault 30 A,
+    /// OT warn 105 °C / fault 145 °C, 650 kHz. A starting point: boards use
+    /// [`Config::for_core`], which narrows it to the chip.
     pub const fn single_chip() -> Self {
         Config {
             vin_on_mv: 4_800,
             vin_off_mv: 4_500,
             vout_max_mv: 2_000,
             vout_min_mv: 1_000,
+            vout_ov_fault_permille: OV_RATIO_RANGE_PERMILLE.1,
+            vout_uv_fault_permille: UV_RATIO_PERMILLE,
             iout_oc_warn_ma: 25_000,
             iout_oc_fault_ma: 30_000,
             ot_warn_c: 105,
             ot_fault_c: 145,
             frequency_switch_khz: 650,
+        }
+    }
+
+    /// The single-chip profile narrowed to a board: VOUT_MIN/VOUT_MAX = the chip's core-voltage
+    /// envelope (boards/asics.toml, e.g. BM1370 1000..=1300 mV), so no VOUT_COMMAND can leave it;
+    /// the OV fault ratio = envelope maximum / the board's core voltage (1300 / 1150 → +13 %),
+    /// kept within +8..+25 %, so that at the board's voltage the regulator trips where the chip's
+    /// envelope ends; the OT warning [`OT_WARN_ABOVE_THROTTLE_C`] above the board's VR throttle
+    /// point (the fault stays at 145 °C, or above the warning).
+    pub const fn for_core(envelope_mv: (u32, u32), core_mv: u32, vr_throttle_c: i16) -> Self {
+        let base = Config::single_chip();
+        let (min_mv, max_mv) = envelope_mv;
+        // Rounded up: the trip never lands below the envelope at the board's voltage. A zero
+        // core voltage (never valid) gives the widest ratio.
+        let ov = max_mv
+            .saturating_mul(1000)
+            .div_ceil(if core_mv > 0 { core_mv } else { 1 });
+        let ov = if ov < OV_RATIO_RANGE_PERMILLE.0 {
+            OV_RATIO_RANGE_PERMILLE.0
+        } else if ov > OV_RATIO_RANGE_PERMILLE.1 {
+            OV_RATIO_RANGE_PERMILLE.1
+        } else {
+            ov
+        };
+        let ot_warn = vr_throttle_c.saturating_add(OT_WARN_ABOVE_THROTTLE_C);
+        Config {
+            vout_min_mv: min_mv,
+            vout_max_mv: max_mv,
+            vout_ov_fault_permille: ov,
+            ot_warn_c: ot_warn,
+            ot_fault_c: if base.ot_fault_c > ot_warn {
+                base.ot_fault_c
+            } else {
+                ot_warn
+            },
+            ..base
         }
     }
 
@@ -431,6 +150,12 @@ impl Config {
         }
         if self.vout_min_mv > self.vout_max_mv {
             return Err("vout_min_mv");
+        }
+        if self.vout_ov_fault_permille <= 1000 || self.vout_ov_fault_permille > 2000 {
+            return Err("vout_ov_fault_permille");
+        }
+        if self.vout_uv_fault_permille >= 1000 || self.vout_uv_fault_permille < 500 {
+            return Err("vout_uv_fault_permille");
         }
         if self.iout_oc_fault_ma > i32::MAX as u32 {
             return Err("iout_oc_fault_ma");
@@ -525,8 +250,7 @@ impl<E: core::fmt::Debug> core::error::Error for Error<E> {}
 /// TPS546 driver; owns the bus until [`Tps546::destroy`].
 #[derive(Debug)]
 pub struct Tps546<I2C> {
-    i2c: I2C,
-    address: u8,
+    bus: Device<I2C>,
     /// VOUT_MODE as last read.
     vout_mode: Option<u8>,
     /// (VOUT_MIN, VOUT_MAX) in mV, set when init completes.
@@ -539,8 +263,7 @@ impl<I2C: I2c> Tps546<I2C> {
     /// A driver for the device at `address` (normally [`DEFAULT_ADDRESS`]). No bus traffic.
     pub fn new(i2c: I2C, address: u8) -> Self {
         Tps546 {
-            i2c,
-            address,
+            bus: Device::new(i2c, address),
             vout_mode: None,
             vout_range_mv: None,
             vout_set: false,
@@ -549,7 +272,7 @@ impl<I2C: I2c> Tps546<I2C> {
 
     /// Gives the bus back.
     pub fn destroy(self) -> I2C {
-        self.i2c
+        self.bus.destroy()
     }
 
     /// The cached VOUT_MODE (`None` until read by [`Tps546::init`] or a VOUT read).
@@ -557,27 +280,48 @@ impl<I2C: I2c> Tps546<I2C> {
         self.vout_mode
     }
 
+    /// The (VOUT_MIN, VOUT_MAX) written by the last completed [`Tps546::init`], mV.
+    pub fn vout_range_mv(&self) -> Option<(u32, u32)> {
+        self.vout_range_mv
+    }
+
+    /// At boot, before anything else on the bus: OPERATION off, then [`ON_OFF_CONFIG`], so that
+    /// a rail left on by a previous run (an MCU reset does not reset the regulator) is off and
+    /// from then on follows the enable pin. Both writes are tried; the first error is returned.
+    pub async fn force_off(&mut self) -> Result<(), Error<I2C::Error>> {
+        let off = self
+            .bus
+            .write_byte(commands::OPERATION, bits::OPERATION_OFF)
+            .await;
+        let config = self
+            .bus
+            .write_byte(commands::ON_OFF_CONFIG, ON_OFF_CONFIG)
+            .await;
+        off.and(config).map_err(Error::I2c)
+    }
+
     /// Identifies the chip, turns the output off and writes the limits. Transactions, in order:
     ///
     /// 1. block read IC_DEVICE_ID (0xAD): count byte + 6 bytes, one of [`DEVICE_IDS`];
     /// 2. OPERATION (0x01) = 0x00, output off;
-    /// 3. ON_OFF_CONFIG (0x02) = 0x1B ([`bits::ON_OFF_CONFIG_OPERATION_ONLY`]);
+    /// 3. ON_OFF_CONFIG (0x02) = 0x1F ([`ON_OFF_CONFIG`]: the CONTROL pin is authoritative);
     /// 4. read VOUT_MODE (0x20), must be linear; cached;
-    /// 5. words: VIN_ON (0x35), VIN_OFF (0x36), VOUT_MAX (0x24), VOUT_MIN (0x2B),
-    ///    IOUT_OC_WARN_LIMIT (0x4A), IOUT_OC_FAULT_LIMIT (0x46), OT_WARN_LIMIT (0x51),
+    /// 5. words VIN_ON (0x35), VIN_OFF (0x36), VOUT_MAX (0x24), VOUT_MIN (0x2B);
+    /// 6. VOUT_OV_FAULT_LIMIT (0x40) word, VOUT_OV_FAULT_RESPONSE (0x41) = 0x80, then
+    ///    VOUT_UV_FAULT_LIMIT (0x44) word, VOUT_UV_FAULT_RESPONSE (0x45) = 0x80: latch off
+    ///    ([`fault_response::LATCH_OFF`]);
+    /// 7. words IOUT_OC_WARN_LIMIT (0x4A), IOUT_OC_FAULT_LIMIT (0x46), OT_WARN_LIMIT (0x51),
     ///    OT_FAULT_LIMIT (0x4F), FREQUENCY_SWITCH (0x33);
-    /// 6. CLEAR_FAULTS (0x03).
+    /// 8. CLEAR_FAULTS (0x03).
     ///
     /// VIN_ON before VIN_OFF and warnings before faults keep each pair ordered while it is
-    /// rewritten from larger defaults. SLINEAR11 words use [`milli_to_linear11`] (the chip rounds
-    /// down to its hardware steps, e.g. VIN_ON in 0.25 V steps).
-    ///
-    /// VOUT_MAX and VOUT_MIN are written as **absolute** ULINEAR16 voltages with the VOUT_MODE
-    /// exponent whatever the REL bit says: TI documents both commands as "absolute only" (ESP's
-    /// ratio writes are for the margin and OV/UV limits, which this driver leaves at their
-    /// defaults, relative to VOUT_COMMAND on a stock TPS546D24A). VOUT_COMMAND, VOUT_SCALE_LOOP,
-    /// PHASE, SYNC/STACK_CONFIG, fault responses and timings are not written either: the output
-    /// stays off until [`Tps546::set_vout_mv`] and [`Tps546::enable`].
+    /// rewritten from larger defaults. VOUT_MAX and VOUT_MIN are **absolute** ULINEAR16 voltages
+    /// whatever the REL bit says (SLUSF26: "absolute only"). The OV and UV limits are ratios of
+    /// VOUT_COMMAND when VOUT_MODE is relative (the stock 0x97), as the hardware implements them
+    /// either way (SLUSF26 §7.6, VOUT_OV_FAULT_LIMIT: "the true overvoltage fault limit remains
+    /// relative to the current VOUT_COMMAND"); with an absolute VOUT_MODE they are written as
+    /// the ratio of VOUT_MAX (OV) and VOUT_MIN (UV). The output stays off until
+    /// [`Tps546::set_vout_mv`] and [`Tps546::enable`].
     pub async fn init(&mut self, config: &Config) -> Result<(), Error<I2C::Error>> {
         self.vout_mode = None;
         self.vout_range_mv = None;
@@ -596,8 +340,8 @@ impl<I2C: I2c> Tps546<I2C> {
         let frequency = milli_to_linear11(i32::from(config.frequency_switch_khz) * 1000);
 
         let mut raw = [0u8; 7];
-        self.i2c
-            .write_read(self.address, &[commands::IC_DEVICE_ID], &mut raw)
+        self.bus
+            .read_block(commands::IC_DEVICE_ID, &mut raw)
             .await
             .map_err(Error::I2c)?;
         let [count, id @ ..] = raw;
@@ -607,20 +351,35 @@ impl<I2C: I2c> Tps546<I2C> {
 
         self.write_byte(commands::OPERATION, bits::OPERATION_OFF)
             .await?;
-        self.write_byte(commands::ON_OFF_CONFIG, bits::ON_OFF_CONFIG_OPERATION_ONLY)
+        self.write_byte(commands::ON_OFF_CONFIG, ON_OFF_CONFIG)
             .await?;
         let mode = self.read_vout_mode().await?;
-        let vout_max = mv_to_ulinear16(config.vout_max_mv, mode).ok_or(Error::InvalidConfig {
-            field: "vout_max_mv",
-        })?;
-        let vout_min = mv_to_ulinear16(config.vout_min_mv, mode).ok_or(Error::InvalidConfig {
-            field: "vout_min_mv",
-        })?;
+        let ulinear =
+            |mv: u32, field| mv_to_ulinear16(mv, mode).ok_or(Error::InvalidConfig { field });
+        let vout_max = ulinear(config.vout_max_mv, "vout_max_mv")?;
+        let vout_min = ulinear(config.vout_min_mv, "vout_min_mv")?;
+        // A ratio in milli-units encodes like a voltage in mV.
+        let (ov, uv) = if mode & bits::VOUT_MODE_RELATIVE != 0 {
+            (config.vout_ov_fault_permille, config.vout_uv_fault_permille)
+        } else {
+            (
+                config.vout_max_mv * config.vout_ov_fault_permille / 1000,
+                config.vout_min_mv * config.vout_uv_fault_permille / 1000,
+            )
+        };
+        let ov = ulinear(ov, "vout_ov_fault_permille")?;
+        let uv = ulinear(uv, "vout_uv_fault_permille")?;
 
         self.write_word(commands::VIN_ON, vin_on).await?;
         self.write_word(commands::VIN_OFF, vin_off).await?;
         self.write_word(commands::VOUT_MAX, vout_max).await?;
         self.write_word(commands::VOUT_MIN, vout_min).await?;
+        self.write_word(commands::VOUT_OV_FAULT_LIMIT, ov).await?;
+        self.write_byte(commands::VOUT_OV_FAULT_RESPONSE, fault_response::LATCH_OFF)
+            .await?;
+        self.write_word(commands::VOUT_UV_FAULT_LIMIT, uv).await?;
+        self.write_byte(commands::VOUT_UV_FAULT_RESPONSE, fault_response::LATCH_OFF)
+            .await?;
         self.write_word(commands::IOUT_OC_WARN_LIMIT, oc_warn)
             .await?;
         self.write_word(commands::IOUT_OC_FAULT_LIMIT, oc_fault)
@@ -655,7 +414,8 @@ impl<I2C: I2c> Tps546<I2C> {
     /// Output on (OPERATION = 0x80) or off (0x00), then reads OPERATION back
     /// ([`Error::OperationNotAccepted`] on a mismatch). Turning on needs a completed init and a
     /// [`Tps546::set_vout_mv`] since ([`Error::NotInitialized`], [`Error::VoutNotSet`]);
-    /// turning off is always attempted.
+    /// turning off is always attempted. With [`ON_OFF_CONFIG`] the output also needs the
+    /// CONTROL pin high.
     pub async fn enable(&mut self, on: bool) -> Result<(), Error<I2C::Error>> {
         let commanded = if on {
             if self.vout_range_mv.is_none() {
@@ -712,10 +472,16 @@ impl<I2C: I2c> Tps546<I2C> {
         Ok(StatusWord(self.read_word(commands::STATUS_WORD).await?))
     }
 
+    /// STATUS_WORD and the STATUS_VOUT / IOUT / INPUT / TEMPERATURE bytes its summary bits
+    /// point at, to tell warnings from faults ([`Status::health`]).
+    pub async fn read_status(&mut self) -> Result<Status, Error<I2C::Error>> {
+        self.bus.read_status().await.map_err(Error::I2c)
+    }
+
     /// CLEAR_FAULTS (0x03, send byte): clears latched status bits (still-present faults re-assert).
     pub async fn clear_faults(&mut self) -> Result<(), Error<I2C::Error>> {
-        self.i2c
-            .write(self.address, &[commands::CLEAR_FAULTS])
+        self.bus
+            .send_byte(commands::CLEAR_FAULTS)
             .await
             .map_err(Error::I2c)
     }
@@ -730,35 +496,23 @@ impl<I2C: I2c> Tps546<I2C> {
     }
 
     async fn read_byte(&mut self, command: u8) -> Result<u8, Error<I2C::Error>> {
-        let mut buf = [0u8; 1];
-        self.i2c
-            .write_read(self.address, &[command], &mut buf)
-            .await
-            .map_err(Error::I2c)?;
-        let [value] = buf;
-        Ok(value)
+        self.bus.read_byte(command).await.map_err(Error::I2c)
     }
 
     async fn read_word(&mut self, command: u8) -> Result<u16, Error<I2C::Error>> {
-        let mut buf = [0u8; 2];
-        self.i2c
-            .write_read(self.address, &[command], &mut buf)
-            .await
-            .map_err(Error::I2c)?;
-        Ok(u16::from_le_bytes(buf))
+        self.bus.read_word(command).await.map_err(Error::I2c)
     }
 
     async fn write_byte(&mut self, command: u8, value: u8) -> Result<(), Error<I2C::Error>> {
-        self.i2c
-            .write(self.address, &[command, value])
+        self.bus
+            .write_byte(command, value)
             .await
             .map_err(Error::I2c)
     }
 
     async fn write_word(&mut self, command: u8, value: u16) -> Result<(), Error<I2C::Error>> {
-        let [lo, hi] = value.to_le_bytes();
-        self.i2c
-            .write(self.address, &[command, lo, hi])
+        self.bus
+            .write_word(command, value)
             .await
             .map_err(Error::I2c)
     }
@@ -768,193 +522,37 @@ impl<I2C: I2c> Tps546<I2C> {
 mod tests {
     use super::*;
 
-    /// Reference decode in floating point.
-    fn linear11_f64(raw: u16) -> f64 {
-        let e = i32::from((raw >> 11) as u8 & 0x1F);
-        let e = if e >= 16 { e - 32 } else { e };
-        let m = i32::from(raw & 0x7FF);
-        let m = if m >= 1024 { m - 2048 } else { m };
-        f64::from(m) * 2f64.powi(e)
+    #[test]
+    fn on_off_config_makes_the_control_pin_authoritative() {
+        // SLUSF26 §7.6.3: PU (4) | CMD (3) | CP (2) | POLARITY (1) | DELAY (0).
+        assert_eq!(ON_OFF_CONFIG, 0x1F);
+        assert_ne!(
+            ON_OFF_CONFIG & bits::ON_OFF_CP,
+            0,
+            "CP set: the pin can cut the rail"
+        );
     }
 
     #[test]
-    fn linear11_every_word() {
-        for raw in 0..=u16::MAX {
-            let exact = linear11_f64(raw) * 1000.0;
-            let got = linear11_to_milli(raw);
-            if exact > f64::from(i32::MAX) {
-                assert_eq!(got, i32::MAX, "{raw:04X}");
-            } else if exact < f64::from(i32::MIN) {
-                assert_eq!(got, i32::MIN, "{raw:04X}");
-            } else {
-                assert!(
-                    (f64::from(got) - exact).abs() <= 0.5,
-                    "{raw:04X}: {got} vs {exact}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn linear11_examples() {
-        // TI examples: E804h = 4 · 2^-3 = 0.5; E054h = 84 · 2^-4 = 5.25.
-        assert_eq!(linear11_to_milli(0xE804), 500);
-        assert_eq!(linear11_to_milli(0xE054), 5_250);
-        assert_eq!(linear11_to_milli(0x0000), 0);
-        assert_eq!(linear11_to_milli(0x028A), 650_000);
-        assert_eq!(linear11_to_milli(0xCA66), 4_797); // 614/128 V = 4.796875
-        assert_eq!(linear11_to_milli(0xDB20), 25_000);
-        assert_eq!(linear11_to_milli(0x07FF), -1_000); // mantissa -1, exponent 0
-        assert_eq!(linear11_to_milli(0x0400), -1_024_000);
-        assert_eq!(linear11_to_milli(0x7BFF), i32::MAX); // 1023 · 2^15 V saturates
-        assert_eq!(linear11_to_milli(0x7C00), i32::MIN);
-        assert_eq!(linear11_to_milli(0x8001), 0); // 2^-16 V rounds to 0 mV
-        assert_eq!(linear11_to_milli(0x8021), 1); // 33 · 2^-16 V = 0.5035 mV
-    }
-
-    #[test]
-    fn linear11_encode_examples() {
-        assert_eq!(milli_to_linear11(0), 0x0000);
-        assert_eq!(milli_to_linear11(4_800), 0xCA66);
-        assert_eq!(milli_to_linear11(4_500), 0xCA40);
-        assert_eq!(milli_to_linear11(25_000), 0xDB20);
-        assert_eq!(milli_to_linear11(30_000), 0xDBC0);
-        assert_eq!(milli_to_linear11(105_000), 0xEB48);
-        assert_eq!(milli_to_linear11(145_000), 0xF244);
-        assert_eq!(milli_to_linear11(650_000), 0x028A);
-        assert_eq!(milli_to_linear11(5_250), 0xCAA0); // 5.25 · 2^7 = 672, exponent -7
-        assert_eq!(milli_to_linear11(-1_000), 0xB400); // -1024 · 2^-10
-        assert_eq!(milli_to_linear11(i32::MAX), 0x620C); // 524 · 2^12 V (1049 · 2^11 would not fit)
-    }
-
-    #[test]
-    fn linear11_encode_picks_smallest_exponent_and_rounds() {
-        for v in (-2_000_000..=2_000_000)
-            .step_by(997)
-            .chain([i32::MIN, i32::MAX, 1, -1, 999, -999])
-        {
-            let raw = milli_to_linear11(v);
-            let e = i32::from((raw >> 11) as u8 & 0x1F);
-            let e = if e >= 16 { e - 32 } else { e };
-            let m = i32::from(raw & 0x7FF);
-            let m = if m >= 1024 { m - 2048 } else { m };
-            let exact = f64::from(v) / 1000.0;
-            let step = 2f64.powi(e);
-            assert!(
-                (f64::from(m) * step - exact).abs() <= step / 2.0 + 1e-9,
-                "{v}: {raw:04X}"
-            );
-            if v != 0 && e > -16 {
-                // One exponent smaller would not fit.
-                let finer = (exact / 2f64.powi(e - 1)).round();
-                assert!(
-                    !(-1024.0..=1023.0).contains(&finer),
-                    "{v}: {raw:04X} not finest"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn linear11_round_trip_within_half_step() {
-        for v in (-1_000_000..=1_000_000).step_by(331) {
-            let back = linear11_to_milli(milli_to_linear11(v));
-            // The mantissa keeps ≥ 10 significant bits, so the error is below |v| / 1000.
-            let tolerance = (v.unsigned_abs() / 1000).max(1) as i32;
-            assert!((back - v).abs() <= tolerance, "{v} -> {back}");
-        }
-    }
-
-    #[test]
-    fn ulinear16_examples() {
-        assert_eq!(ulinear16_to_mv(0x0266, 0x97), 1_199); // 614/512 V = 1.19922
-        assert_eq!(ulinear16_to_mv(0x024C, 0x97), 1_148); // 588/512 V = 1.14844
-        assert_eq!(ulinear16_to_mv(0x0400, 0x97), 2_000);
-        assert_eq!(ulinear16_to_mv(0x0200, 0x17), 1_000);
-        assert_eq!(ulinear16_to_mv(0x0733, 0x97), 3_600); // 1843/512 = 3.5996
-        assert_eq!(ulinear16_to_mv(0x03E6, 0x16), 975); // TI example: 998/1024 V
-        assert_eq!(ulinear16_to_mv(0x0001, 0x00), 1_000);
-        assert_eq!(ulinear16_to_mv(0xFFFF, 0x0F), u32::MAX); // 65535 · 2^15 V saturates
-    }
-
-    #[test]
-    fn ulinear16_every_word_at_minus_9() {
-        for raw in 0..=u16::MAX {
-            let exact = f64::from(raw) * 1000.0 / 512.0;
-            let got = ulinear16_to_mv(raw, 0x97);
-            assert!((f64::from(got) - exact).abs() <= 0.5, "{raw:04X}");
-        }
-    }
-
-    #[test]
-    fn mv_to_ulinear16_truncates_like_esp_miner() {
-        assert_eq!(mv_to_ulinear16(1_200, 0x97), Some(0x0266));
-        assert_eq!(mv_to_ulinear16(1_150, 0x97), Some(0x024C));
-        assert_eq!(mv_to_ulinear16(3_600, 0x97), Some(0x0733));
-        assert_eq!(mv_to_ulinear16(2_000, 0x97), Some(0x0400));
-        assert_eq!(mv_to_ulinear16(1_000, 0x97), Some(0x0200));
-        assert_eq!(mv_to_ulinear16(1_000, 0x16), Some(0x0400)); // TI example, exponent -10
-        assert_eq!(mv_to_ulinear16(0, 0x97), Some(0));
-        assert_eq!(mv_to_ulinear16(127_998, 0x97), Some(0xFFFE));
-        assert_eq!(mv_to_ulinear16(127_999, 0x97), Some(0xFFFF));
-        assert_eq!(mv_to_ulinear16(128_000, 0x97), None);
-        assert_eq!(mv_to_ulinear16(u32::MAX, 0x97), None);
-        assert_eq!(mv_to_ulinear16(u32::MAX, 0x0F), Some(131)); // 4.29e6 V / 32768
-    }
-
-    #[test]
-    fn mv_to_ulinear16_never_exceeds_request() {
-        for mode in [0x97u8, 0x17, 0x16, 0x14, 0x1C, 0x00, 0x01] {
-            for mv in (0..=6_000u32).chain([65_535, 1_000_000]) {
-                if let Some(raw) = mv_to_ulinear16(mv, mode) {
-                    let e = exponent5(mode);
-                    let volts = f64::from(raw) * 2f64.powi(e);
-                    let step = 2f64.powi(e);
-                    let req = f64::from(mv) / 1000.0;
-                    assert!(volts <= req + 1e-12, "{mv} @ {mode:02X}");
-                    assert!(req - volts < step, "{mv} @ {mode:02X}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn status_word_bits() {
-        let all = [
-            (15, StatusWord::vout as fn(&StatusWord) -> bool),
-            (14, StatusWord::iout),
-            (13, StatusWord::input),
-            (12, StatusWord::mfr),
-            (11, StatusWord::power_good_negated),
-            (10, StatusWord::fans),
-            (9, StatusWord::other),
-            (7, StatusWord::busy),
-            (6, StatusWord::off),
-            (5, StatusWord::vout_ov_fault),
-            (4, StatusWord::iout_oc_fault),
-            (3, StatusWord::vin_uv),
-            (2, StatusWord::temperature),
-            (1, StatusWord::cml),
-            (0, StatusWord::none_of_the_above),
-        ];
-        for (bit, _) in all {
-            let s = StatusWord(1 << bit);
-            for (other, f) in all {
-                assert_eq!(f(&s), bit == other, "bit {bit} accessor {other}");
-            }
-        }
-        let stop = [15, 14, 5, 4, 3, 2];
-        for bit in 0..16 {
-            assert_eq!(
-                StatusWord(1 << bit).is_fault(),
-                stop.contains(&bit),
-                "bit {bit}"
-            );
-        }
-        assert!(!StatusWord(0).is_fault());
-        // Output off, power not good, CML: not a reason to stop hashing by itself.
-        assert!(!StatusWord(0x0842).is_fault());
-        assert!(StatusWord(0x0844).is_fault());
+    fn bm1370_board_limits_come_from_the_envelope() {
+        let c = Config::for_core((1_000, 1_300), 1_150, 105);
+        assert_eq!((c.vout_min_mv, c.vout_max_mv), (1_000, 1_300));
+        assert_eq!(c.vout_ov_fault_permille, 1_131); // 1300 / 1150 = 1.1304, rounded up
+        assert_eq!(c.vout_uv_fault_permille, 750);
+        assert!(c.ot_warn_c > 105, "OT warning above the VR throttle point");
+        assert_eq!((c.ot_warn_c, c.ot_fault_c), (110, 145));
+        assert_eq!(c.validate(), Ok(()));
+        // A board at the envelope's top still gets a margin; a low one gets at most +25 %.
+        assert_eq!(
+            Config::for_core((1_000, 1_300), 1_300, 105).vout_ov_fault_permille,
+            1_080
+        );
+        assert_eq!(
+            Config::for_core((1_000, 1_300), 900, 105).vout_ov_fault_permille,
+            1_250
+        );
+        assert_eq!(Config::for_core((1_000, 1_300), 1_150, 140).ot_fault_c, 145);
+        assert_eq!(Config::for_core((1_000, 1_300), 1_150, 145).ot_fault_c, 150);
     }
 
     #[test]
@@ -966,6 +564,12 @@ mod tests {
         let mut c = Config::single_chip();
         c.vout_min_mv = 2_001;
         assert_eq!(c.validate(), Err("vout_min_mv"));
+        let mut c = Config::single_chip();
+        c.vout_ov_fault_permille = 1_000;
+        assert_eq!(c.validate(), Err("vout_ov_fault_permille"));
+        let mut c = Config::single_chip();
+        c.vout_uv_fault_permille = 1_000;
+        assert_eq!(c.validate(), Err("vout_uv_fault_permille"));
         let mut c = Config::single_chip();
         c.iout_oc_warn_ma = 30_001;
         assert_eq!(c.validate(), Err("iout_oc_warn_ma"));

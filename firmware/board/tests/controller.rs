@@ -5,7 +5,12 @@
 
 use bm13xx::model::ChipModel;
 use bm13xx::response::{Response, parse_response};
-use hearth_board::controller::{Action, BoardConfig, Controller, QUEUE_DEPTH, Sensors};
+use hearth_board::controller::{
+    Action, BoardConfig, Controller, FAN_STALL_MS, FAN_STALL_STOP_MS, InputPower, QUEUE_DEPTH,
+    RECOVERY_BACKOFF_MS, RECOVERY_HEALTHY_READINGS, RESET_MIN_INTERVAL_MS, Reading,
+    RegulatorReading, Sensors,
+};
+use hearth_board::pmbus::Health;
 use hearth_board::thermal::ThermalLimits;
 use hearth_link::{BoardToHost, Fault, HostToBoard, WorkItem};
 
@@ -38,27 +43,45 @@ fn config() -> BoardConfig {
     }
 }
 
-/// Run `f` and collect the actions.
-fn run(f: impl FnOnce(&mut dyn FnMut(Action))) -> Vec<Action> {
-    let mut actions = Vec::new();
-    f(&mut |a| actions.push(a));
-    actions
+fn regulator(health: Health, status_word: u16) -> RegulatorReading {
+    RegulatorReading {
+        health,
+        status_word,
+        temp_mc: 50_000,
+        vout_mv: 1150,
+        iout_ma: 10_000,
+    }
 }
 
 fn healthy(asic_c: i32) -> Sensors {
     Sensors {
-        asic_mc: Some(Ok(asic_c * 1000)),
-        board_mc: Some(40_000),
-        vr_mc: Some(50_000),
-        vr_fault: None,
-        vr_ok: true,
-        vcore_mv: Some(1150),
-        vcore_ma: Some(10_000),
-        input_mv: Some(5000),
-        input_ma: Some(3000),
-        input_mw: Some(15_000),
-        fan_rpm: Some(4000),
+        asic_mc: Reading::Value(asic_c * 1000),
+        board_mc: Reading::Value(40_000),
+        regulator: Reading::Value(regulator(Health::Ok, 0)),
+        input: Reading::Value(InputPower {
+            mv: 5000,
+            ma: 3000,
+            mw: 15_000,
+        }),
+        fan_rpm: Reading::Value(4000),
     }
+}
+
+/// `s` with the regulator at `temp_mc`.
+fn vr_at(mut s: Sensors, temp_mc: i32) -> Sensors {
+    if let Reading::Value(r) = &mut s.regulator {
+        r.temp_mc = temp_mc;
+    }
+    s
+}
+
+/// `s` with the regulator reporting `health` and `status_word`.
+fn vr_status(mut s: Sensors, health: Health, status_word: u16) -> Sensors {
+    if let Reading::Value(r) = &mut s.regulator {
+        r.health = health;
+        r.status_word = status_word;
+    }
+    s
 }
 
 /// The Bitaxe Gamma BM1370 job (docs/bm13xx-vectors.md §3) as a work item.
@@ -89,8 +112,8 @@ fn hex(s: &str) -> Vec<u8> {
 /// A controller powered up and hashing.
 fn hashing() -> Controller {
     let mut c = Controller::new(config(), 0);
-    run(|out| c.on_sensors(0, healthy(50), &mut |x| out(x)));
-    let a = run(|out| c.tick(0, &mut |x| out(x)));
+    c.on_sensors(0, healthy(50)).to_vec();
+    let a = c.tick(0).to_vec();
     assert!(
         a.contains(&Action::PowerUp {
             core_mv: 1150,
@@ -99,8 +122,8 @@ fn hashing() -> Controller {
         }),
         "{a:?}"
     );
-    run(|out| c.on_chain_up(10, 1, &mut |x| out(x)));
-    run(|out| c.on_sensors(20, healthy(50), &mut |x| out(x)));
+    c.on_chain_up(10, 1).to_vec();
+    c.on_sensors(20, healthy(50)).to_vec();
     c
 }
 
@@ -109,11 +132,9 @@ fn hashing() -> Controller {
 fn run_for(c: &mut Controller, from: u32, to: u32, sensors: Sensors) -> Vec<Action> {
     let mut all = Vec::new();
     for t in (from..to).step_by(250) {
-        all.extend(run(|out| c.on_sensors(t, sensors, &mut |x| out(x))));
-        all.extend(run(|out| c.tick(t, &mut |x| out(x))));
-        all.extend(run(|out| {
-            c.on_host(t, HostToBoard::Ping { seq: t }, &mut |x| out(x))
-        }));
+        all.extend(c.on_sensors(t, sensors).to_vec());
+        all.extend(c.tick(t).to_vec());
+        all.extend(c.on_host(t, HostToBoard::Ping { seq: t }).to_vec());
     }
     all
 }
@@ -158,12 +179,14 @@ fn faults(actions: &[Action]) -> Vec<Fault> {
 fn boots_powers_up_and_asks_for_work() {
     let mut c = Controller::new(config(), 0);
     assert_eq!(c.fan(), 100, "fan full until the first temperature");
-    assert!(
-        run(|out| c.tick(0, &mut |x| out(x))).is_empty(),
-        "no power before a chip temperature"
+    assert_eq!(
+        c.tick(0).to_vec(),
+        vec![Action::PowerDown],
+        "the first tick cuts a rail a previous run may have left on; no power-up before a chip temperature"
     );
-    run(|out| c.on_sensors(40, healthy(45), &mut |x| out(x)));
-    let boot = run(|out| c.tick(50, &mut |x| out(x)));
+    assert!(c.tick(10).is_empty());
+    c.on_sensors(40, healthy(45)).to_vec();
+    let boot = c.tick(50).to_vec();
     assert_eq!(
         boot,
         vec![Action::PowerUp {
@@ -172,7 +195,7 @@ fn boots_powers_up_and_asks_for_work() {
             generation: 1,
         }]
     );
-    let up = run(|out| c.on_chain_up(100, 1, &mut |x| out(x)));
+    let up = c.on_chain_up(100, 1).to_vec();
     assert!(up.iter().any(|a| matches!(a, Action::Send(BoardToHost::Hello(caps)) if caps.chip_id == 0x1370 && caps.share_bits == 40)));
     assert!(
         up.iter()
@@ -185,11 +208,10 @@ fn every_work_item_goes_to_the_chips_exactly_once() {
     let mut c = hashing();
     let mut all = Vec::new();
     for id in 0..10 {
-        all.extend(run(|out| {
-            c.on_host(100 + id, HostToBoard::Work(bitaxe_work(id)), &mut |x| {
-                out(x)
-            })
-        }));
+        all.extend(
+            c.on_host(100 + id, HostToBoard::Work(bitaxe_work(id)))
+                .to_vec(),
+        );
     }
     // The first goes at once; the rest at the job interval.
     assert_eq!(sent_jobs(&all).len(), 1);
@@ -200,15 +222,17 @@ fn every_work_item_goes_to_the_chips_exactly_once() {
     let ids: std::collections::HashSet<u8> = jobs.iter().map(|j| j.job_id).collect();
     assert_eq!(ids.len(), 10, "distinct chip job ids");
     // A new block: the queue is dropped and the next item goes out immediately.
-    run(|out| c.on_host(t, HostToBoard::ClearWork, &mut |x| out(x)));
-    let a = run(|out| c.on_host(t + 1, HostToBoard::Work(bitaxe_work(99)), &mut |x| out(x)));
+    c.on_host(t, HostToBoard::ClearWork).to_vec();
+    let a = c
+        .on_host(t + 1, HostToBoard::Work(bitaxe_work(99)))
+        .to_vec();
     assert_eq!(sent_jobs(&a).len(), 1);
 }
 
 #[test]
 fn real_nonces_are_verified_and_reported_once() {
     let mut c = hashing();
-    let a = run(|out| c.on_host(100, HostToBoard::Work(bitaxe_work(7)), &mut |x| out(x)));
+    let a = c.on_host(100, HostToBoard::Work(bitaxe_work(7))).to_vec();
     let job = sent_jobs(&a)[0];
     // The captured reply names chip job id 13; our job went out with id `job.job_id`, so
     // re-encode the reply's job field for that id (BM1370: b6 bit 0 + b7 bits 7..4).
@@ -221,7 +245,7 @@ fn real_nonces_are_verified_and_reported_once() {
         panic!()
     };
     let nonce = ChipModel::Bm1370.decode_nonce(&raw);
-    let a = run(|out| c.on_nonce(200, &nonce, &mut |x| out(x)));
+    let a = c.on_nonce(200, &nonce).to_vec();
     let report = a
         .iter()
         .find_map(|x| {
@@ -242,11 +266,11 @@ fn real_nonces_are_verified_and_reported_once() {
         (7, 0x20B4_4000, 0x7552_034C, 46)
     );
     // The same reply again is dropped as a duplicate.
-    assert!(run(|out| c.on_nonce(201, &nonce, &mut |x| out(x))).is_empty());
+    assert!(c.on_nonce(201, &nonce).to_vec().is_empty());
     // A corrupted nonce does not verify: counted, not reported.
     let mut bad = nonce;
     bad.nonce ^= 0x0100;
-    assert!(run(|out| c.on_nonce(202, &bad, &mut |x| out(x))).is_empty());
+    assert!(c.on_nonce(202, &bad).to_vec().is_empty());
     let t = c.telemetry(300);
     assert_eq!((t.chips[0].nonces, t.chips[0].errors), (1, 1));
 }
@@ -254,7 +278,7 @@ fn real_nonces_are_verified_and_reported_once() {
 #[test]
 fn over_temperature_stops_hashing_with_the_fan_at_full_and_recovers_with_hysteresis() {
     let mut c = hashing();
-    let a = run(|out| c.on_sensors(1000, healthy(86), &mut |x| out(x)));
+    let a = c.on_sensors(1000, healthy(86)).to_vec();
     assert_eq!(
         a[..2],
         [Action::PowerDown, Action::SetFan(100)],
@@ -269,14 +293,14 @@ fn over_temperature_stops_hashing_with_the_fan_at_full_and_recovers_with_hystere
     ));
     assert_eq!(c.state(), hearth_link::BoardState::Safe);
     // Still hot (80 °C is within the hysteresis): stays down.
-    let a = run(|out| c.on_sensors(2000, healthy(80), &mut |x| out(x)));
+    let a = c.on_sensors(2000, healthy(80)).to_vec();
     assert!(faults(&a).is_empty() && !a.contains(&Action::PowerDown));
-    let a = run(|out| c.tick(2500, &mut |x| out(x)));
+    let a = c.tick(2500).to_vec();
     assert!(!a.iter().any(|x| matches!(x, Action::PowerUp { .. })));
     // Cooled below 75 °C: fault cleared, power back on.
-    let a = run(|out| c.on_sensors(3000, healthy(70), &mut |x| out(x)));
+    let a = c.on_sensors(3000, healthy(70)).to_vec();
     assert_eq!(faults(&a), vec![Fault::Cleared]);
-    let a = run(|out| c.tick(3001, &mut |x| out(x)));
+    let a = c.tick(3001).to_vec();
     assert!(
         a.iter().any(|x| matches!(x, Action::PowerUp { .. })),
         "{a:?}"
@@ -286,7 +310,7 @@ fn over_temperature_stops_hashing_with_the_fan_at_full_and_recovers_with_hystere
 #[test]
 fn throttling_steps_the_clock_down_and_back() {
     let mut c = hashing();
-    let a = run(|out| c.on_sensors(1000, healthy(76), &mut |x| out(x)));
+    let a = c.on_sensors(1000, healthy(76)).to_vec();
     assert!(
         a.contains(&Action::SetFrequency {
             from_khz: 525_000,
@@ -301,7 +325,7 @@ fn throttling_steps_the_clock_down_and_back() {
             ..
         }]
     ));
-    let a = run(|out| c.on_sensors(7000, healthy(76), &mut |x| out(x)));
+    let a = c.on_sensors(7000, healthy(76)).to_vec();
     assert!(
         a.contains(&Action::SetFrequency {
             from_khz: 472_500,
@@ -309,7 +333,7 @@ fn throttling_steps_the_clock_down_and_back() {
         }),
         "{a:?}"
     );
-    let a = run(|out| c.on_sensors(8000, healthy(64), &mut |x| out(x)));
+    let a = c.on_sensors(8000, healthy(64)).to_vec();
     assert!(
         a.contains(&Action::SetFrequency {
             from_khz: 420_000,
@@ -324,8 +348,8 @@ fn throttling_steps_the_clock_down_and_back() {
 fn a_failed_temperature_sensor_runs_the_fan_at_full_then_stops_hashing() {
     let mut c = hashing();
     let mut failed = healthy(50);
-    failed.asic_mc = Some(Err(()));
-    let a = run(|out| c.on_sensors(1000, failed, &mut |x| out(x)));
+    failed.asic_mc = Reading::Failed;
+    let a = c.on_sensors(1000, failed).to_vec();
     assert!(a.contains(&Action::SetFan(100)));
     assert!(matches!(
         faults(&a)[..],
@@ -339,22 +363,18 @@ fn a_failed_temperature_sensor_runs_the_fan_at_full_then_stops_hashing() {
     );
     let mut all = Vec::new();
     for i in 0..5 {
-        all.extend(run(|out| {
-            c.on_sensors(2000 + i * 250, failed, &mut |x| out(x))
-        }));
+        all.extend(c.on_sensors(2000 + i * 250, failed).to_vec());
     }
     assert!(all.contains(&Action::PowerDown));
     // The sensor recovers: six failures need six good readings before the board trusts it.
     let mut all = Vec::new();
     for i in 0..5 {
-        all.extend(run(|out| {
-            c.on_sensors(4000 + i * 250, healthy(50), &mut |x| out(x))
-        }));
+        all.extend(c.on_sensors(4000 + i * 250, healthy(50)).to_vec());
     }
     assert!(faults(&all).is_empty(), "{all:?}");
-    let a = run(|out| c.on_sensors(5250, healthy(50), &mut |x| out(x)));
+    let a = c.on_sensors(5250, healthy(50)).to_vec();
     assert_eq!(faults(&a), vec![Fault::Cleared]);
-    let a = run(|out| c.tick(5300, &mut |x| out(x)));
+    let a = c.tick(5300).to_vec();
     assert_eq!(power_ups(&a), vec![2]);
 }
 
@@ -362,12 +382,12 @@ fn a_failed_temperature_sensor_runs_the_fan_at_full_then_stops_hashing() {
 fn a_sensor_that_fails_every_other_reading_still_stops_the_board() {
     let mut c = hashing();
     let mut failed = healthy(50);
-    failed.asic_mc = Some(Err(()));
+    failed.asic_mc = Reading::Failed;
     let mut all = Vec::new();
     // Two bad, one good: the bucket fills by one per three readings.
     for i in 0..30u32 {
         let s = if i % 3 == 2 { healthy(50) } else { failed };
-        all.extend(run(|out| c.on_sensors(1000 + i * 250, s, &mut |x| out(x))));
+        all.extend(c.on_sensors(1000 + i * 250, s).to_vec());
     }
     assert!(all.contains(&Action::PowerDown), "{all:?}");
     assert_eq!(c.state(), hearth_link::BoardState::Safe);
@@ -377,8 +397,8 @@ fn a_sensor_that_fails_every_other_reading_still_stops_the_board() {
 fn no_fresh_chip_temperature_while_powered_stops_the_board() {
     let mut c = hashing();
     // The last reading was at 20 ms; nothing since (the sensor read stalled).
-    assert!(faults(&run(|out| c.tick(1900, &mut |x| out(x)))).is_empty());
-    let a = run(|out| c.tick(2100, &mut |x| out(x)));
+    assert!(faults(&c.tick(1900)).is_empty());
+    let a = c.tick(2100).to_vec();
     assert!(a.contains(&Action::PowerDown), "{a:?}");
     assert_eq!(
         faults(&a),
@@ -396,24 +416,16 @@ fn no_fresh_chip_temperature_while_powered_stops_the_board() {
 fn a_hot_regulator_stops_the_board_even_without_a_chip_temperature() {
     let mut c = hashing();
     let mut s = healthy(50);
-    s.asic_mc = Some(Err(()));
-    s.vr_mc = Some(120_000);
-    let a = run(|out| c.on_sensors(1000, s, &mut |x| out(x)));
+    s.asic_mc = Reading::Failed;
+    let s = vr_at(s, 120_000);
+    let a = c.on_sensors(1000, s).to_vec();
     assert!(a.contains(&Action::PowerDown), "{a:?}");
     assert!(
         faults(&a).contains(&Fault::RegulatorOverTemperature { temp_mc: 120_000 }),
         "{a:?}"
     );
     // Still hot: no power-up even once the chip sensor is back.
-    let a = run_for(
-        &mut c,
-        1250,
-        5000,
-        Sensors {
-            vr_mc: Some(110_000),
-            ..healthy(50)
-        },
-    );
+    let a = run_for(&mut c, 1250, 5000, vr_at(healthy(50), 110_000));
     assert!(power_ups(&a).is_empty(), "{a:?}");
     // Cooled by the hysteresis: back up.
     let a = run_for(&mut c, 5000, 5500, healthy(50));
@@ -423,8 +435,8 @@ fn a_hot_regulator_stops_the_board_even_without_a_chip_temperature() {
 #[test]
 fn the_host_cannot_reset_its_way_out_of_a_hardware_fault() {
     let mut c = hashing();
-    run(|out| c.on_sensors(1000, healthy(86), &mut |x| out(x)));
-    let a = run(|out| c.on_host(1100, HostToBoard::Reset, &mut |x| out(x)));
+    c.on_sensors(1000, healthy(86)).to_vec();
+    let a = c.on_host(1100, HostToBoard::Reset).to_vec();
     assert!(faults(&a).is_empty(), "{a:?}");
     assert!(
         a.iter()
@@ -436,31 +448,28 @@ fn the_host_cannot_reset_its_way_out_of_a_hardware_fault() {
     // A reset while healthy power-cycles the chain.
     let a = run_for(&mut c, 3000, 3500, healthy(60));
     assert_eq!(power_ups(&a), vec![2]);
-    run(|out| c.on_chain_up(3500, 2, &mut |x| out(x)));
-    let a = run(|out| c.on_host(3600, HostToBoard::Reset, &mut |x| out(x)));
+    c.on_chain_up(3500, 2).to_vec();
+    let a = c.on_host(3600, HostToBoard::Reset).to_vec();
     assert!(a.contains(&Action::PowerDown), "{a:?}");
-    let a = run(|out| c.tick(3650, &mut |x| out(x)));
+    let a = c.tick(3650).to_vec();
     assert_eq!(power_ups(&a), vec![3]);
 }
 
 #[test]
 fn an_answer_to_an_abandoned_power_up_is_ignored() {
     let mut c = Controller::new(config(), 0);
-    run(|out| c.on_sensors(0, healthy(50), &mut |x| out(x)));
-    assert_eq!(power_ups(&run(|out| c.tick(0, &mut |x| out(x)))), vec![1]);
+    c.on_sensors(0, healthy(50)).to_vec();
+    assert_eq!(power_ups(&c.tick(0)), vec![1]);
     // The host goes silent mid power-up, then comes back: a second power-up starts.
-    run(|out| c.tick(10_000, &mut |x| out(x)));
-    run(|out| c.on_sensors(10_050, healthy(50), &mut |x| out(x)));
-    run(|out| c.on_host(10_100, HostToBoard::Ping { seq: 1 }, &mut |x| out(x)));
-    assert_eq!(
-        power_ups(&run(|out| c.tick(10_150, &mut |x| out(x)))),
-        vec![2]
-    );
+    c.tick(10_000).to_vec();
+    c.on_sensors(10_050, healthy(50)).to_vec();
+    c.on_host(10_100, HostToBoard::Ping { seq: 1 }).to_vec();
+    assert_eq!(power_ups(&c.tick(10_150)), vec![2]);
     // The first bring-up's answers arrive late: ignored.
-    assert!(run(|out| c.on_chain_up(10_200, 1, &mut |x| out(x))).is_empty());
-    assert!(run(|out| c.on_chain_failed(10_200, 1, "late", &mut |x| out(x))).is_empty());
+    assert!(c.on_chain_up(10_200, 1).to_vec().is_empty());
+    assert!(c.on_chain_failed(10_200, 1, "late").to_vec().is_empty());
     assert_eq!(c.state(), hearth_link::BoardState::Starting);
-    let a = run(|out| c.on_chain_up(10_300, 2, &mut |x| out(x)));
+    let a = c.on_chain_up(10_300, 2).to_vec();
     assert!(
         a.iter()
             .any(|x| matches!(x, Action::Send(BoardToHost::WorkLow { .. })))
@@ -470,25 +479,20 @@ fn an_answer_to_an_abandoned_power_up_is_ignored() {
 #[test]
 fn a_regulator_fault_during_power_up_stops_it() {
     let mut c = Controller::new(config(), 0);
-    run(|out| c.on_sensors(0, healthy(50), &mut |x| out(x)));
-    assert_eq!(power_ups(&run(|out| c.tick(0, &mut |x| out(x)))), vec![1]);
-    let mut s = healthy(50);
-    s.vr_fault = Some(0x0010);
-    let a = run(|out| c.on_sensors(250, s, &mut |x| out(x)));
+    c.on_sensors(0, healthy(50)).to_vec();
+    assert_eq!(power_ups(&c.tick(0)), vec![1]);
+    let s = vr_status(healthy(50), Health::Fault, 0x0010);
+    let a = c.on_sensors(250, s).to_vec();
     assert_eq!(a.first(), Some(&Action::PowerDown), "{a:?}");
-    assert!(run(|out| c.on_chain_up(300, 1, &mut |x| out(x))).is_empty());
+    assert!(c.on_chain_up(300, 1).to_vec().is_empty());
 }
 
 #[test]
 fn the_host_cannot_clock_the_chips_past_the_model_envelope() {
     let mut c = hashing();
-    let a = run(|out| {
-        c.on_host(
-            100,
-            HostToBoard::SetFrequency { khz: 2_000_000 },
-            &mut |x| out(x),
-        )
-    });
+    let a = c
+        .on_host(100, HostToBoard::SetFrequency { khz: 2_000_000 })
+        .to_vec();
     assert_eq!(
         a,
         vec![Action::SetFrequency {
@@ -496,11 +500,9 @@ fn the_host_cannot_clock_the_chips_past_the_model_envelope() {
             to_khz: 800_000
         }]
     );
-    let a = run(|out| {
-        c.on_host(200, HostToBoard::SetFrequency { khz: 1_000 }, &mut |x| {
-            out(x)
-        })
-    });
+    let a = c
+        .on_host(200, HostToBoard::SetFrequency { khz: 1_000 })
+        .to_vec();
     assert_eq!(
         a,
         vec![Action::SetFrequency {
@@ -524,9 +526,7 @@ fn the_board_keeps_asking_for_work_while_its_queue_stays_low() {
     // Work arrives and the queue stays above the low mark: no more asking.
     let mut a = Vec::new();
     for id in 0..QUEUE_DEPTH as u32 {
-        a.extend(run(|out| {
-            c.on_host(6100, HostToBoard::Work(bitaxe_work(id)), &mut |x| out(x))
-        }));
+        a.extend(c.on_host(6100, HostToBoard::Work(bitaxe_work(id))).to_vec());
     }
     a.extend(run_for(&mut c, 6200, 9200, healthy(50)));
     assert_eq!(work_lows(&a), 0, "{a:?}");
@@ -535,9 +535,8 @@ fn the_board_keeps_asking_for_work_while_its_queue_stays_low() {
 #[test]
 fn a_regulator_fault_powers_the_core_down() {
     let mut c = hashing();
-    let mut s = healthy(50);
-    s.vr_fault = Some(0x0004);
-    let a = run(|out| c.on_sensors(1000, s, &mut |x| out(x)));
+    let s = vr_status(healthy(50), Health::Fault, 0x0004);
+    let a = c.on_sensors(1000, s).to_vec();
     assert!(a.contains(&Action::PowerDown) && a.contains(&Action::SetFan(100)));
     assert_eq!(
         faults(&a),
@@ -550,21 +549,21 @@ fn a_regulator_fault_powers_the_core_down() {
 #[test]
 fn a_silent_host_puts_the_board_in_its_safe_state_until_it_speaks_again() {
     let mut c = hashing();
-    run(|out| c.on_host(100, HostToBoard::Ping { seq: 1 }, &mut |x| out(x)));
-    run(|out| c.on_sensors(8_900, healthy(50), &mut |x| out(x)));
-    assert!(faults(&run(|out| c.tick(9_000, &mut |x| out(x)))).is_empty());
-    run(|out| c.on_sensors(10_000, healthy(50), &mut |x| out(x)));
-    let a = run(|out| c.tick(10_100, &mut |x| out(x)));
+    c.on_host(100, HostToBoard::Ping { seq: 1 }).to_vec();
+    c.on_sensors(8_900, healthy(50)).to_vec();
+    assert!(faults(&c.tick(9_000)).is_empty());
+    c.on_sensors(10_000, healthy(50)).to_vec();
+    let a = c.tick(10_100).to_vec();
     assert!(
         matches!(faults(&a)[..], [Fault::HostSilent { .. }]),
         "{a:?}"
     );
     assert!(a.contains(&Action::PowerDown));
     assert!(c.fan() >= 50, "fan stays on in the safe state");
-    let a = run(|out| c.on_host(12_000, HostToBoard::Ping { seq: 2 }, &mut |x| out(x)));
+    let a = c.on_host(12_000, HostToBoard::Ping { seq: 2 }).to_vec();
     assert!(faults(&a).contains(&Fault::Cleared));
-    run(|out| c.on_sensors(12_000, healthy(50), &mut |x| out(x)));
-    let a = run(|out| c.tick(12_001, &mut |x| out(x)));
+    c.on_sensors(12_000, healthy(50)).to_vec();
+    let a = c.tick(12_001).to_vec();
     assert!(a.iter().any(|x| matches!(x, Action::PowerUp { .. })));
 }
 
@@ -573,11 +572,13 @@ fn telemetry_goes_out_every_second() {
     let mut c = hashing();
     let mut count = 0;
     for t in (100..5100).step_by(50) {
-        count += run(|out| c.tick(t, &mut |x| out(x)))
+        count += c
+            .tick(t)
+            .to_vec()
             .iter()
             .filter(|a| matches!(a, Action::Send(BoardToHost::Telemetry(_))))
             .count();
-        run(|out| c.on_host(t, HostToBoard::Ping { seq: t }, &mut |x| out(x)));
+        c.on_host(t, HostToBoard::Ping { seq: t }).to_vec();
     }
     assert_eq!(count, 5);
 }
@@ -598,4 +599,474 @@ fn chip_counters_from_register_polls_reach_telemetry() {
         (t.chips[0].hash_counter, t.chips[0].error_counter),
         (12_345, 7)
     );
+}
+
+fn count(actions: &[Action], what: &Action) -> usize {
+    actions.iter().filter(|a| *a == what).count()
+}
+
+fn fans(actions: &[Action]) -> Vec<u8> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetFan(p) => Some(*p),
+            _ => None,
+        })
+        .collect()
+}
+
+// --- Item 1: the rail is cut whatever the controller believes -------------------------------
+
+#[test]
+fn the_safe_state_sends_power_down_even_when_the_controller_believes_power_is_off() {
+    // Never powered up (no chip temperature yet): the controller believes the rail is off, but
+    // after an MCU reset it may be on. The host goes silent: PowerDown all the same.
+    let mut c = Controller::new(config(), 0);
+    assert_eq!(c.tick(0).to_vec(), vec![Action::PowerDown], "boot");
+    let a = c.tick(10_000).to_vec();
+    assert!(
+        matches!(faults(&a)[..], [Fault::HostSilent { .. }]),
+        "{a:?}"
+    );
+    assert_eq!(a.first(), Some(&Action::PowerDown), "{a:?}");
+}
+
+// --- Item 4: warnings throttle, faults stop, and the board recovers from a fault ------------
+
+#[test]
+fn a_regulator_warning_throttles_instead_of_stopping() {
+    let mut c = hashing();
+    let warn = vr_status(healthy(50), Health::Warning, 0x0004);
+    let a = c.on_sensors(1000, warn).to_vec();
+    assert!(!a.contains(&Action::PowerDown), "{a:?}");
+    assert!(
+        a.contains(&Action::SetFrequency {
+            from_khz: 525_000,
+            to_khz: 472_500
+        }),
+        "{a:?}"
+    );
+    assert_eq!(c.state(), hearth_link::BoardState::Idle); // hashing, no work queued
+    assert!(c.telemetry(1000).frequency_khz == 472_500);
+    // Still warning after a throttle step: another step, still no stop.
+    let a = run_for(&mut c, 1250, 7000, warn);
+    assert!(!a.contains(&Action::PowerDown), "{a:?}");
+    assert!(c.telemetry(7000).frequency_khz < 472_500);
+    // Cleared (and cool): back to the configured clock.
+    let a = c.on_sensors(7250, healthy(50)).to_vec();
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::SetFrequency {
+                to_khz: 525_000,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_regulator_fault_recovers_after_a_backoff_clear_faults_and_healthy_readings() {
+    let mut c = hashing();
+    let fault = vr_status(healthy(50), Health::Fault, 0x0020);
+    let a = c.on_sensors(1000, fault).to_vec();
+    assert_eq!(a.first(), Some(&Action::PowerDown));
+    assert_eq!(
+        faults(&a),
+        vec![Fault::RegulatorFault {
+            status_word: 0x0020
+        }]
+    );
+    // The status stays latched until CLEAR_FAULTS; nothing happens before the backoff.
+    let a = run_for(&mut c, 1250, 1000 + RECOVERY_BACKOFF_MS, fault);
+    assert_eq!(count(&a, &Action::ClearRegulatorFaults), 0, "{a:?}");
+    assert!(power_ups(&a).is_empty());
+    // The CLEAR_FAULTS goes out on the tick after the backoff (the reading before it still
+    // shows the latched fault).
+    let a = run_for(
+        &mut c,
+        1000 + RECOVERY_BACKOFF_MS,
+        1250 + RECOVERY_BACKOFF_MS,
+        fault,
+    );
+    assert_eq!(count(&a, &Action::ClearRegulatorFaults), 1, "{a:?}");
+    // Healthy after CLEAR_FAULTS: cleared after enough readings, then power.
+    let start = 1250 + RECOVERY_BACKOFF_MS;
+    let a = run_for(
+        &mut c,
+        start,
+        start + 250 * u32::from(RECOVERY_HEALTHY_READINGS) + 250,
+        healthy(50),
+    );
+    assert!(faults(&a).contains(&Fault::Cleared), "{a:?}");
+    assert_eq!(power_ups(&a), vec![2], "{a:?}");
+    // A second trip waits twice as long.
+    run_for(&mut c, start + 3000, start + 3250, healthy(50));
+    c.on_chain_up(start + 3250, 2);
+    let trip = start + 4000;
+    c.on_sensors(trip, fault);
+    let a = run_for(
+        &mut c,
+        trip + 250,
+        trip + 2 * RECOVERY_BACKOFF_MS - 250,
+        healthy(50),
+    );
+    assert_eq!(
+        count(&a, &Action::ClearRegulatorFaults),
+        0,
+        "backoff doubled"
+    );
+    let a = run_for(
+        &mut c,
+        trip + 2 * RECOVERY_BACKOFF_MS - 250,
+        trip + 2 * RECOVERY_BACKOFF_MS + 3000,
+        healthy(50),
+    );
+    assert_eq!(count(&a, &Action::ClearRegulatorFaults), 1, "{a:?}");
+    assert_eq!(power_ups(&a), vec![3], "{a:?}");
+}
+
+#[test]
+fn bad_input_power_recovers_once_it_is_back_in_limits() {
+    let mut c = hashing();
+    let mut high = healthy(50);
+    high.input = Reading::Value(InputPower {
+        mv: 6_000,
+        ma: 3_000,
+        mw: 18_000,
+    });
+    let a = c.on_sensors(1000, high).to_vec();
+    assert_eq!(a.first(), Some(&Action::PowerDown));
+    assert!(matches!(
+        faults(&a)[..],
+        [Fault::InputPower {
+            input_mv: 6_000,
+            ..
+        }]
+    ));
+    let a = run_for(&mut c, 1250, 1000 + RECOVERY_BACKOFF_MS + 250, high);
+    assert!(power_ups(&a).is_empty(), "still out of limits: {a:?}");
+    let a = run_for(
+        &mut c,
+        12_000,
+        12_000 + RECOVERY_BACKOFF_MS * 2 + 3000,
+        healthy(50),
+    );
+    assert!(faults(&a).contains(&Fault::Cleared), "{a:?}");
+    assert_eq!(power_ups(&a), vec![2], "{a:?}");
+}
+
+// --- Item 5: the host cannot override the thermal policy ------------------------------------
+
+#[test]
+fn a_host_fan_request_can_only_raise_the_fan_above_the_policy() {
+    let mut c = hashing();
+    // 50 °C: the policy wants its minimum, 25 %.
+    assert_eq!(c.fan(), 25);
+    let a = c
+        .on_host(100, HostToBoard::SetFan { percent: Some(0) })
+        .to_vec();
+    assert!(fans(&a).is_empty(), "0 % refused: {a:?}");
+    assert_eq!(c.fan(), 25);
+    // Hot: the policy raises the fan past the host's request.
+    c.on_host(200, HostToBoard::SetFan { percent: Some(40) });
+    assert_eq!(c.fan(), 40);
+    c.on_sensors(300, healthy(70));
+    assert!(c.fan() > 40, "policy above the request: {}", c.fan());
+    // A higher request wins; cancelling it goes back to the policy.
+    c.on_host(400, HostToBoard::SetFan { percent: Some(100) });
+    assert_eq!(c.fan(), 100);
+    c.on_host(500, HostToBoard::SetFan { percent: None });
+    assert_eq!(
+        c.fan(),
+        hearth_board::thermal::fan_percent(&config().limits, 70_000)
+    );
+}
+
+#[test]
+fn a_frequency_raise_is_held_while_throttled_and_applied_once_cool() {
+    let mut c = hashing();
+    c.on_sensors(1000, healthy(76));
+    assert_eq!(c.telemetry(1000).frequency_khz, 472_500);
+    let a = c
+        .on_host(1100, HostToBoard::SetFrequency { khz: 800_000 })
+        .to_vec();
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::SetFrequency { .. })),
+        "no raise while throttled: {a:?}"
+    );
+    assert_eq!(c.telemetry(1100).frequency_khz, 472_500);
+    // Lowering is always allowed.
+    let a = c
+        .on_host(1200, HostToBoard::SetFrequency { khz: 400_000 })
+        .to_vec();
+    assert!(
+        a.contains(&Action::SetFrequency {
+            from_khz: 472_500,
+            to_khz: 400_000
+        }),
+        "{a:?}"
+    );
+    c.on_host(1300, HostToBoard::SetFrequency { khz: 800_000 });
+    // Cooled: the held request applies.
+    let a = c.on_sensors(2000, healthy(60)).to_vec();
+    assert!(
+        a.contains(&Action::SetFrequency {
+            from_khz: 400_000,
+            to_khz: 800_000
+        }),
+        "{a:?}"
+    );
+}
+
+// --- Item 6: a stalled fan ------------------------------------------------------------------
+
+#[test]
+fn a_stalled_fan_is_a_fault_then_full_speed_then_a_stop_and_recovers() {
+    let mut c = hashing();
+    let mut stalled = healthy(50);
+    stalled.fan_rpm = Reading::Value(0);
+    let a = run_for(&mut c, 1000, 1000 + FAN_STALL_MS, stalled);
+    assert!(faults(&a).is_empty(), "spin-up grace: {a:?}");
+    let a = run_for(&mut c, 1000 + FAN_STALL_MS, 1250 + FAN_STALL_MS, stalled);
+    assert_eq!(
+        faults(&a),
+        vec![Fault::SensorFailure {
+            sensor: hearth_link::Sensor::Fan
+        }]
+    );
+    assert_eq!(fans(&a), vec![100]);
+    assert!(!a.contains(&Action::PowerDown), "not yet: {a:?}");
+    let a = run_for(
+        &mut c,
+        1250 + FAN_STALL_MS,
+        1000 + FAN_STALL_STOP_MS + 250,
+        stalled,
+    );
+    assert_eq!(
+        count(&a, &Action::PowerDown),
+        1,
+        "stops when it persists: {a:?}"
+    );
+    assert_eq!(c.state(), hearth_link::BoardState::Safe);
+    assert_eq!(c.fan(), 100);
+    // The fan turns again: cleared, powered up.
+    let a = run_for(&mut c, 12_000, 15_000, healthy(50));
+    assert!(faults(&a).contains(&Fault::Cleared), "{a:?}");
+    assert_eq!(power_ups(&a), vec![2], "{a:?}");
+}
+
+// --- Item 7: the watchdog proves the sensor round and the safety tick ----------------------
+
+#[test]
+fn the_watchdog_is_fed_only_while_the_sensor_round_and_the_tick_both_run() {
+    let mut c = hashing(); // last sensors at 20 ms, last tick at 0 ms
+    assert!(c.watchdog_may_feed(500));
+    // Ticks keep coming, the sensor round has stopped (a hung I2C read).
+    for t in (50..2000).step_by(50) {
+        c.tick(t);
+    }
+    assert!(
+        !c.watchdog_may_feed(2000),
+        "the loop turns but the sensors do not"
+    );
+    c.on_sensors(2000, healthy(50));
+    assert!(c.watchdog_may_feed(2000));
+    // Sensors keep coming, the tick has stopped.
+    for t in (2250..4000).step_by(250) {
+        c.on_sensors(t, healthy(50));
+    }
+    assert!(!c.watchdog_may_feed(4000), "no safety tick for 2 s");
+    c.tick(4000);
+    assert!(c.watchdog_may_feed(4000));
+}
+
+// --- Item 8: the smaller gaps ---------------------------------------------------------------
+
+#[test]
+fn an_input_monitor_that_stops_answering_stops_the_board() {
+    let mut c = hashing();
+    let mut silent = healthy(50);
+    silent.input = Reading::Failed;
+    let a = c.on_sensors(1000, silent).to_vec();
+    assert_eq!(
+        faults(&a),
+        vec![Fault::SensorFailure {
+            sensor: hearth_link::Sensor::PowerMonitor
+        }],
+        "reported at once"
+    );
+    let a = run_for(&mut c, 1250, 2500, silent);
+    assert_eq!(count(&a, &Action::PowerDown), 1, "{a:?}");
+    assert_eq!(c.state(), hearth_link::BoardState::Safe);
+    // It answers again: the board recovers like any input-power trip.
+    let a = run_for(&mut c, 2500, 2500 + RECOVERY_BACKOFF_MS + 4000, healthy(50));
+    assert_eq!(power_ups(&a), vec![2], "{a:?}");
+}
+
+#[test]
+fn host_resets_power_cycle_the_rail_at_most_once_per_interval() {
+    let mut c = hashing();
+    let mut all = Vec::new();
+    // 20 Hz of Reset for 2 s, with the main loop's ticks and sensor rounds.
+    for t in (100..2100).step_by(50) {
+        all.extend(c.on_host(t, HostToBoard::Reset).to_vec());
+        all.extend(c.tick(t).to_vec());
+        if t % 250 == 0 {
+            all.extend(c.on_sensors(t, healthy(50)).to_vec());
+        }
+        if let Some(g) = power_ups(&all).last() {
+            all.extend(c.on_chain_up(t, *g).to_vec());
+        }
+    }
+    assert_eq!(count(&all, &Action::PowerDown), 1, "{all:?}");
+    assert_eq!(power_ups(&all), vec![2]);
+    // After the interval, one more is honoured.
+    let a = c
+        .on_host(100 + RESET_MIN_INTERVAL_MS, HostToBoard::Reset)
+        .to_vec();
+    assert_eq!(count(&a, &Action::PowerDown), 1, "{a:?}");
+}
+
+#[test]
+fn a_failed_core_voltage_change_is_reported_and_stops_the_board() {
+    let mut c = hashing();
+    let a = c
+        .on_host(100, HostToBoard::SetVoltage { mv: 1200 })
+        .to_vec();
+    assert_eq!(a, vec![Action::SetCoreVoltage(1200)]);
+    // The firmware's regulator write failed: the controller hears of it.
+    let a = c
+        .on_power_error(110, "core regulator does not answer on I2C")
+        .to_vec();
+    assert_eq!(a.first(), Some(&Action::PowerDown));
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Send(BoardToHost::Log { text, .. }) if text.contains("does not answer"))),
+        "{a:?}"
+    );
+    assert_eq!(c.state(), hearth_link::BoardState::Safe);
+}
+
+#[test]
+fn a_core_voltage_above_the_chip_envelope_stops_the_board() {
+    let mut c = hashing();
+    let mut s = healthy(50);
+    if let Reading::Value(r) = &mut s.regulator {
+        r.vout_mv = 1_400; // envelope 1300 mV + 5 % = 1365 mV
+    }
+    let a = c.on_sensors(1000, s).to_vec();
+    assert_eq!(a.first(), Some(&Action::PowerDown), "{a:?}");
+}
+
+mod capacity {
+    //! [`MAX_ACTIONS`] is enough: every event, in random sequences that reach every state
+    //! (faults, recovery, throttling, power-ups, work, nonces), returns at most that many actions,
+    //! and none is ever dropped.
+    use super::*;
+    use hearth_board::controller::MAX_ACTIONS;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Event {
+        Tick(u32),
+        Sensors(u32, Sensors),
+        Host(u32, HostToBoard),
+        ChainUp(u32),
+        ChainFailed(u32),
+        PowerError(u32),
+    }
+
+    fn reading<T: std::fmt::Debug + Clone + 'static>(
+        value: impl Strategy<Value = T> + 'static,
+    ) -> impl Strategy<Value = Reading<T>> {
+        prop_oneof![
+            6 => value.prop_map(Reading::Value),
+            1 => Just(Reading::Failed),
+            1 => Just(Reading::Absent),
+        ]
+    }
+
+    fn sensors() -> impl Strategy<Value = Sensors> {
+        let health = prop_oneof![Just(Health::Ok), Just(Health::Warning), Just(Health::Fault)];
+        let regulator = (health, 0u16..=0xFFFF, 20_000i32..130_000, 0u16..1500).prop_map(
+            |(health, status_word, temp_mc, vout_mv)| RegulatorReading {
+                health,
+                status_word,
+                temp_mc,
+                vout_mv,
+                iout_ma: 10_000,
+            },
+        );
+        let input =
+            (4_000u32..6_000, 0u32..30_000).prop_map(|(mv, mw)| InputPower { mv, ma: 3000, mw });
+        (
+            reading(20_000i32..100_000),
+            reading(regulator),
+            reading(input),
+            reading(prop_oneof![Just(0u32), 1000u32..6000]),
+        )
+            .prop_map(|(asic_mc, regulator, input, fan_rpm)| Sensors {
+                asic_mc,
+                board_mc: Reading::Value(40_000),
+                regulator,
+                input,
+                fan_rpm,
+            })
+    }
+
+    fn host() -> impl Strategy<Value = HostToBoard> {
+        prop_oneof![
+            Just(HostToBoard::Hello),
+            (0u32..64).prop_map(|id| HostToBoard::Work(bitaxe_work(id))),
+            Just(HostToBoard::ClearWork),
+            (0u32..1_000_000).prop_map(|khz| HostToBoard::SetFrequency { khz }),
+            (900u16..1400).prop_map(|mv| HostToBoard::SetVoltage { mv }),
+            proptest::option::of(0u8..=100).prop_map(|percent| HostToBoard::SetFan { percent }),
+            Just(HostToBoard::Pause),
+            Just(HostToBoard::Resume),
+            Just(HostToBoard::Reset),
+            (0u32..10).prop_map(|seq| HostToBoard::Ping { seq }),
+            (1u8..40).prop_map(|bits| HostToBoard::SetShareFloor { bits }),
+        ]
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            4 => (1u32..3000).prop_map(Event::Tick),
+            4 => (1u32..3000, sensors()).prop_map(|(dt, s)| Event::Sensors(dt, s)),
+            3 => (1u32..3000, host()).prop_map(|(dt, m)| Event::Host(dt, m)),
+            1 => (1u32..100).prop_map(Event::ChainUp),
+            1 => (1u32..100).prop_map(Event::ChainFailed),
+            1 => (1u32..100).prop_map(Event::PowerError),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        #[test]
+        fn no_event_produces_more_actions_than_fit(events in proptest::collection::vec(event(), 1..200)) {
+            let mut c = Controller::new(config(), 0);
+            let mut now = 0u32;
+            let mut generation = 0;
+            for e in events {
+                let actions = match e {
+                    Event::Tick(dt) => { now += dt; c.tick(now) }
+                    Event::Sensors(dt, s) => { now += dt; c.on_sensors(now, s) }
+                    Event::Host(dt, m) => { now += dt; c.on_host(now, m) }
+                    Event::ChainUp(dt) => { now += dt; c.on_chain_up(now, generation) }
+                    Event::ChainFailed(dt) => { now += dt; c.on_chain_failed(now, generation, "x") }
+                    Event::PowerError(dt) => { now += dt; c.on_power_error(now, "x") }
+                };
+                for a in &actions {
+                    if let Action::PowerUp { generation: g, .. } = a {
+                        generation = *g;
+                    }
+                }
+                // A margin of half the list: a future action or two must not overflow it.
+                prop_assert!(actions.len() <= MAX_ACTIONS / 2, "{} actions: {actions:?}", actions.len());
+            }
+            prop_assert_eq!(c.actions_dropped(), 0);
+        }
+    }
 }

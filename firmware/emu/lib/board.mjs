@@ -74,7 +74,9 @@ export class EmulatedBoard extends EventEmitter {
    * @param {{ host?: string, port: number }} [options.chain] bridge UART1 to this TCP peer
    *   (call `await board.ready()` before running)
    * @param {boolean} [options.usbAutoOpen=true] assert DTR once enumerated (a host opening the tty)
-   * @param {boolean} [options.devices=true] attach the EMC2101, TPS546D24A and INA260 models
+   * @param {boolean | { emc2101, tps546, ina260 }} [options.devices=true] attach new EMC2101,
+   *   TPS546D24A and INA260 models, or these (another board's, to model an MCU reset: the
+   *   parts around the MCU keep their state, the MCU starts from reset)
    * @param {boolean} [options.pacedUart=true] UART TX takes its frame time at the programmed baud
    * @param {boolean} [options.timedI2c=true] I2C transfers take their bus time
    * @param {number} [options.sliceMs=1] simulated time between two yields to the event loop
@@ -129,7 +131,7 @@ export class EmulatedBoard extends EventEmitter {
     patchUsbDevice(this.mcu.usbCtrl);
     this.usbHost = new CdcHost(this.mcu.usbCtrl, { autoOpen: this.options.usbAutoOpen });
     this.i2c = new I2cBus(this.mcu.i2c[this.wiring.i2cBus], { timed: this.options.timedI2c });
-    if (this.options.devices) this.attachHearthDevices();
+    if (this.options.devices) this.attachHearthDevices(this.options.devices === true ? {} : this.options.devices);
     this.bridges = [];
     this.running = null;
     this.bridgeReady = options.chain ? this.connectChain(options.chain) : Promise.resolve();
@@ -138,15 +140,16 @@ export class EmulatedBoard extends EventEmitter {
 
   // --- peripherals ------------------------------------------------------------------------
 
-  attachHearthDevices() {
-    this.emc2101 = this.i2c.attach(new Emc2101());
-    this.tps546 = this.i2c.attach(new Tps546());
-    this.ina260 = this.i2c.attach(new Ina260());
-    // The regulator's CONTROL input is wired to the power-enable GPIO (high = on); it matters
-    // only if the firmware sets ON_OFF_CONFIG to require the pin.
+  attachHearthDevices({ emc2101, tps546, ina260 } = {}) {
+    this.emc2101 = this.i2c.attach(emc2101 ?? new Emc2101());
+    this.tps546 = this.i2c.attach(tps546 ?? new Tps546());
+    this.ina260 = this.i2c.attach(ina260 ?? new Ina260());
+    // The regulator's CONTROL input is wired to the power-enable GPIO (high = on) with a
+    // pull-down on the board: a pin the MCU does not drive (at reset) reads low. It matters
+    // only if ON_OFF_CONFIG makes the regulator obey the pin.
     const en = this.wiring.powerEnablePin;
     this.tps546.setControlPin(this.pin(en) === 1);
-    this.onPinChange(en, (level) => this.tps546.setControlPin(level === 1));
+    this.detachControlPin = this.onPinChange(en, (level) => this.tps546.setControlPin(level === 1));
   }
 
   /** The UART port `n` (0 or 1): onByte(cb), send(bytes), baudRate, stats. */
@@ -381,6 +384,16 @@ export class EmulatedBoard extends EventEmitter {
     if (!state) return;
     state.stop = true;
     await state.done;
+  }
+
+  /**
+   * Models this MCU going through reset: it stops running and lets go of the parts around it
+   * (a new board made with `{ devices: { emc2101, tps546, ina260 } }` from this one is the MCU
+   * after the reset).
+   */
+  async haltForReset() {
+    await this.close();
+    this.detachControlPin?.();
   }
 
   /** Stops running and closes the TCP bridges. */

@@ -106,7 +106,7 @@ class Reader {
 const HOST_VARIANTS = ['Hello', 'Work', 'ClearWork', 'SetFrequency', 'SetVoltage', 'SetFan', 'Pause', 'Resume', 'Reset', 'Ping', 'SetShareFloor'];
 const BOARD_VARIANTS = ['Hello', 'Nonce', 'Telemetry', 'Fault', 'WorkLow', 'Log', 'Pong'];
 const STATES = ['Starting', 'Hashing', 'Throttled', 'Idle', 'Safe'];
-const SENSORS = ['AsicTemperature', 'BoardTemperature', 'Regulator', 'PowerMonitor'];
+const SENSORS = ['AsicTemperature', 'BoardTemperature', 'Regulator', 'PowerMonitor', 'Fan'];
 const LEVELS = ['Warn', 'Info', 'Debug'];
 const FAULTS = ['OverTemperature', 'Throttling', 'RegulatorOverTemperature', 'SensorFailure', 'RegulatorFault', 'InputPower', 'HostSilent', 'ChainInit', 'Cleared'];
 

@@ -143,6 +143,25 @@ test('TPS546D24A: ON_OFF_CONFIG requiring the CONTROL pin', () => {
   assert.equal(tps.isOn(), false);
   tps.setControlPin(true);
   assert.equal(tps.isOn(), true);
+  transfer(mcu, 0x24, [0x01, 0x00]);
+  assert.equal(tps.isOn(), false, 'CMD set: OPERATION off wins even with the pin high');
+});
+
+test('TPS546D24A: ON_OFF_CONFIG PU, CMD, CP and POLARITY (SLUSF26 7.6.3)', () => {
+  const { mcu, tps } = setup();
+  const state = (config, operation, pin) => {
+    transfer(mcu, 0x24, [0x02, config]);
+    transfer(mcu, 0x24, [0x01, operation]);
+    tps.setControlPin(pin);
+    return tps.isOn();
+  };
+  assert.equal(state(0x1b, 0x80, false), true, 'CP clear: the pin is ignored');
+  assert.equal(state(0x0b, 0x00, false), true, 'PU clear: on whenever input is present');
+  assert.equal(state(0x16, 0x00, true), true, 'CP only: the pin alone switches');
+  assert.equal(state(0x16, 0x00, false), false);
+  assert.equal(state(0x1d, 0x80, false), true, 'POLARITY clear: active low');
+  assert.equal(state(0x1d, 0x80, true), false);
+  assert.equal(state(0x11, 0x80, true), false, 'PU set, neither CMD nor CP: never on');
 });
 
 test('SLINEAR11 round trips', () => {

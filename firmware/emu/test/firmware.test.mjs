@@ -211,6 +211,57 @@ test('a silent host: the board enters its safe state, and leaves it when the hos
   await board.close();
 });
 
+test('MCU reset with the rail on: the rail is off within 1 ms and the fan is back at 100 % within 50 ms', async () => {
+  const { board, host } = await hashing();
+  await host.runUntil(() => host.of('Nonce').length >= 1, { timeoutMs: 60_000, what: 'a nonce' });
+  const { emc2101, tps546, ina260 } = board;
+  assert.ok(tps546.isOn(), 'the rail is on before the reset');
+  const fanBefore = emc2101.fanPercent();
+  // The MCU resets (a watchdog reset, a panic, the reset button): its pins let go, and the
+  // regulator, fan controller and input monitor around it keep their state. The MCU after the
+  // reset is a new emulated RP2040 wired to the same parts, starting from the reset vector.
+  await board.haltForReset();
+  // Fine slices (0.1 ms) so the times below are measured to 0.1 ms.
+  const after = new EmulatedBoard(image, { devices: { emc2101, tps546, ina260 }, sliceMs: 0.1 });
+  open.add(after);
+  // The bound: off at the reset itself (0 ms; checked at the first sample, within 1 ms of
+  // emulated time). The board's pull-down holds the enable pin low, and the firmware made the
+  // CONTROL pin authoritative, so nothing the firmware does or fails to do can keep it on.
+  const off = [];
+  let onSeen = null;
+  const sample = () => {
+    if (tps546.isOn() && onSeen === null) onSeen = after.ms;
+    off.push(!tps546.isOn());
+  };
+  sample();
+  assert.ok(!tps546.isOn(), `rail still on ${after.ms.toFixed(3)} ms after the reset`);
+  const fanFull = () => {
+    const pwm = after.pwm(FAN_PIN);
+    return pwm.routed && pwm.enabled && pwm.duty >= 0.99;
+  };
+  assert.ok(!fanFull(), 'the new MCU starts with its PWM unprogrammed');
+  // The fan controller kept its setting through the reset; the new firmware's PWM is at full
+  // duty as soon as it runs.
+  assert.ok(emc2101.fanPercent() >= Math.min(fanBefore, 1), 'the fan keeps turning through the reset');
+  const fanMs = await after.runUntil(fanFull, { timeoutMs: 50, what: 'fan PWM at 100 %' });
+  // The firmware drives the pin low itself and turns OPERATION off on the bus before it does
+  // anything else there; the rail stays off until its own power-up decision (after the first
+  // chip temperature, 250 ms in).
+  const pinMs = fanMs + (await after.runUntil(() => after.pinState(POWER_PIN) === 'low', { timeoutMs: 50, what: 'enable pin driven low' }));
+  sample();
+  const until = after.ms + 150;
+  while (after.ms < until) {
+    await after.runFor(0.5);
+    sample();
+  }
+  assert.equal(onSeen, null, `rail back on at ${onSeen} ms, before the firmware decided`);
+  assert.ok(off.every(Boolean));
+  assert.equal(tps546.operation, 0x00, 'OPERATION off on the bus');
+  assert.equal(tps546.onOffConfig, 0x1f, 'ON_OFF_CONFIG: the CONTROL pin is authoritative');
+  process.stderr.write(`MCU reset: rail off at 0 ms (bound 1 ms); fan PWM at 100 % after ${fanMs.toFixed(1)} ms, enable pin driven low after ${pinMs.toFixed(1)} ms\n`);
+  await after.close();
+});
+
 test('garbage on the link: the board resynchronises at the next frame', async () => {
   const { board, host } = await boot();
   await host.runUntil(() => board.usb.connected, { what: 'USB connection' });

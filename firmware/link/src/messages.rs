@@ -179,6 +179,9 @@ pub enum Sensor {
     Regulator,
     /// Input power monitor (INA260).
     PowerMonitor,
+    /// The fan: driven, but its tachometer sees no pulse (stalled or unplugged). Appended
+    /// last, so every earlier variant keeps its encoding.
+    Fan,
 }
 
 /// Why the board stopped or changed what it does.

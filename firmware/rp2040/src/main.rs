@@ -25,11 +25,12 @@ use chain::{ChainReport, Target};
 use embassy_executor::Spawner;
 use embassy_futures::select::{Either4, select4};
 use embassy_rp::bind_interrupts;
-use embassy_rp::gpio::{Level, Output};
+use embassy_rp::gpio::{Level, Output, OutputOpenDrain};
 use embassy_rp::uart::{BufferedInterruptHandler, BufferedUart};
 use embassy_rp::watchdog::Watchdog;
-use embassy_time::{Duration, Instant, Ticker};
-use hearth_board::controller::{Action, BoardConfig, Controller};
+use embassy_time::{Delay, Duration, Instant, Ticker};
+use heapless::Deque;
+use hearth_board::controller::{Action, Actions, BoardConfig, Controller, MAX_ACTIONS};
 use hearth_board::thermal::ThermalLimits;
 use hearth_link::BoardState;
 use static_cell::StaticCell;
@@ -49,17 +50,23 @@ const _: () = assert!(
 /// Firmware version reported to the host.
 const FIRMWARE_VERSION: [u8; 3] = [0, 1, 0];
 
-/// A panic resets the MCU: the power pins return to inputs and the board's pull-downs keep the
-/// regulator off and the chips in reset until the firmware starts again.
+/// A panic resets the MCU: the power pins return to inputs, and the pads' reset pull-downs and
+/// the board's keep the regulator's CONTROL pin low (which, with ON_OFF_CONFIG's CP bit set,
+/// cuts the rail whatever OPERATION says) and the chips in reset until the firmware starts.
 #[panic_handler]
 fn panic(_info: &PanicInfo) -> ! {
     cortex_m::peripheral::SCB::sys_reset()
 }
 
-/// The main loop must come round within this, or the watchdog resets the MCU (and the board's
-/// pull-downs cut the core). The loop wakes every 50 ms; its slowest step is a power-up (about
-/// 100 ms) or a round of I2C reads.
+/// The watchdog resets the MCU (and the board's pull-downs cut the core) unless it is fed within
+/// this. It is fed only while the controller has seen both a sensor round and a safety tick in
+/// the last second ([`Controller::watchdog_may_feed`]): a loop that turns while either is stuck
+/// does not keep it quiet. The slowest step, a power-up, takes 100 ms plus I2C bounded by
+/// [`power::I2C_TIMEOUT`] per transaction.
 const WATCHDOG_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// SCL half-period of the boot-time bus clear: 5 µs, 100 kHz.
+const BUS_CLEAR_HALF_PERIOD_US: u32 = 5;
 
 fn now_ms() -> u32 {
     Instant::now().as_millis() as u32
@@ -75,12 +82,44 @@ fn job_interval_ms(model: ChipModel) -> u32 {
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
-    let p = embassy_rp::init(Default::default());
+    let mut p = embassy_rp::init(Default::default());
 
-    // Safe state before anything else: chips in reset, regulator disabled.
-    let reset = Output::new(asic_reset_pin!(p), Level::Low);
+    // The rail off before anything else. From reset until here the pad's reset pull-down and
+    // the board's hold the enable pin low; now it is driven low. With the regulator's CONTROL
+    // pin authoritative (tps546::ON_OFF_CONFIG) that alone cuts the core, whatever the bus.
     let enable = Output::new(power_enable_pin!(p), Level::Low);
+    let reset = Output::new(asic_reset_pin!(p), Level::Low);
     let mut led = Output::new(led_pin!(p), Level::Low);
+
+    // A device left mid-byte by the reset may hold SDA low: clock it free before the I2C
+    // peripheral takes the pins. A failure here leaves the bus as it was; the reads that
+    // follow then fail and are handled as sensor failures.
+    {
+        let mut scl = OutputOpenDrain::new(i2c_scl_pin!(p).reborrow(), Level::High);
+        let mut sda = OutputOpenDrain::new(i2c_sda_pin!(p).reborrow(), Level::High);
+        let _ = hearth_board::power::clear_bus(
+            &mut scl,
+            &mut sda,
+            &mut Delay,
+            BUS_CLEAR_HALF_PERIOD_US,
+        );
+    }
+
+    let mut fan = power::fan_pwm(fan_pwm_slice!(p), fan_pwm_pin!(p));
+    let mut i2c_config = embassy_rp::i2c::Config::default();
+    i2c_config.frequency = board::I2C_FREQUENCY_HZ;
+    let i2c = embassy_rp::i2c::I2c::new_async(
+        i2c_bus!(p),
+        i2c_scl_pin!(p),
+        i2c_sda_pin!(p),
+        Irqs,
+        i2c_config,
+    );
+    let mut power = power::power_stage(i2c, enable);
+    // A rail a previous run left on (an MCU reset does not reset the regulator): OPERATION off,
+    // and the CONTROL pin made authoritative, before anything else is on the bus.
+    let _ = power.boot().await;
+    power.set_fan(100).await;
 
     let model = match ChipModel::from_name(board::ASIC_MODEL) {
         Some(m) => m,
@@ -110,20 +149,6 @@ async fn main(spawner: Spawner) {
     if let Ok(task) = chain::run(uart_tx, uart_rx, reset, model) {
         spawner.spawn(task);
     }
-
-    // Peripherals on I2C and the fan PWM.
-    let mut i2c_config = embassy_rp::i2c::Config::default();
-    i2c_config.frequency = board::I2C_FREQUENCY_HZ;
-    let i2c = embassy_rp::i2c::I2c::new_async(
-        i2c_bus!(p),
-        i2c_scl_pin!(p),
-        i2c_sda_pin!(p),
-        Irqs,
-        i2c_config,
-    );
-    let pwm = power::fan_pwm(fan_pwm_slice!(p), fan_pwm_pin!(p));
-    let mut power = power::Power::new(i2c, pwm, enable);
-    power.set_fan(100).await;
 
     let config = BoardConfig {
         board_id: board::BOARD_ID,
@@ -157,13 +182,17 @@ async fn main(spawner: Spawner) {
     let mut controller = Controller::new(config, now_ms());
     let mut ticker = Ticker::every(Duration::from_millis(50));
     let mut sensor_ticker = Ticker::every(Duration::from_millis(250));
-    let mut actions: heapless::Vec<Action, 24> = heapless::Vec::new();
+    // One event's actions plus the follow-ups of a failed power action (each list holds at
+    // most MAX_ACTIONS; the controller's tests keep real lists under half of it).
+    let mut pending: Deque<Action, { 2 * MAX_ACTIONS }> = Deque::new();
     let mut watchdog = Watchdog::new(p.WATCHDOG);
     watchdog.pause_on_debug(true);
     watchdog.start(WATCHDOG_TIMEOUT);
 
     loop {
-        watchdog.feed(WATCHDOG_TIMEOUT);
+        if controller.watchdog_may_feed(now_ms()) {
+            watchdog.feed(WATCHDOG_TIMEOUT);
+        }
         let event = select4(
             link::HOST_RX.receive(),
             chain::REPORTS.receive(),
@@ -172,75 +201,112 @@ async fn main(spawner: Spawner) {
         )
         .await;
         let now = now_ms();
-        {
-            let mut out = |a: Action| {
-                let _ = actions.push(a);
-            };
-            match event {
-                Either4::First(message) => controller.on_host(now, message, &mut out),
-                Either4::Second(ChainReport::Event(ChainEvent::Nonce(reply))) => {
-                    controller.on_nonce(now, &reply, &mut out)
-                }
-                Either4::Second(ChainReport::Event(ChainEvent::Register(reply))) => {
-                    controller.on_register(&reply)
-                }
-                Either4::Second(ChainReport::Up(generation)) => {
-                    controller.on_chain_up(now, generation, &mut out);
-                    if matches!(
-                        controller.state(),
-                        BoardState::Idle | BoardState::Hashing | BoardState::Throttled
-                    ) {
-                        led.set_high();
-                    }
-                }
-                // The controller answers with PowerDown unless the report is stale.
-                Either4::Second(ChainReport::Failed(generation, reason)) => {
-                    controller.on_chain_failed(now, generation, reason, &mut out)
-                }
-                Either4::Second(ChainReport::Lost(generation)) => {
-                    controller.on_chain_failed(now, generation, "chain UART error", &mut out)
-                }
-                Either4::Third(()) => controller.tick(now, &mut out),
-                Either4::Fourth(()) => {
-                    let sensors = power.read_sensors().await;
-                    controller.on_sensors(now, sensors, &mut out);
-                }
+        let actions = match event {
+            Either4::First(message) => controller.on_host(now, message),
+            Either4::Second(ChainReport::Event(ChainEvent::Nonce(reply))) => {
+                controller.on_nonce(now, &reply)
             }
-        }
-        while !actions.is_empty() {
-            let action = actions.remove(0);
-            match action {
-                Action::Send(message) => link::send(message),
+            Either4::Second(ChainReport::Event(ChainEvent::Register(reply))) => {
+                controller.on_register(&reply);
+                Actions::new()
+            }
+            Either4::Second(ChainReport::Up(generation)) => {
+                let actions = controller.on_chain_up(now, generation);
+                if matches!(
+                    controller.state(),
+                    BoardState::Idle | BoardState::Hashing | BoardState::Throttled
+                ) {
+                    led.set_high();
+                }
+                actions
+            }
+            // The controller answers with PowerDown unless the report is stale.
+            Either4::Second(ChainReport::Failed(generation, reason)) => {
+                controller.on_chain_failed(now, generation, reason)
+            }
+            Either4::Second(ChainReport::Lost(generation)) => {
+                controller.on_chain_failed(now, generation, "chain UART error")
+            }
+            Either4::Third(()) => controller.tick(now),
+            Either4::Fourth(()) => {
+                let sensors = power.read_sensors().await;
+                controller.on_sensors(now_ms(), sensors)
+            }
+        };
+        queue(&mut pending, &mut controller, actions);
+        while let Some(action) = pending.pop_front() {
+            let follow_up = match action {
+                Action::Send(message) => {
+                    link::send(message);
+                    None
+                }
                 // Nothing here waits on the chain task: it may be mid bring-up for seconds.
                 Action::SendJob(job) => {
                     let _ = chain::JOBS.try_send(job);
+                    None
                 }
-                Action::SetFan(percent) => power.set_fan(percent).await,
+                Action::SetFan(percent) => {
+                    fan.set(percent);
+                    power.set_fan(percent).await;
+                    None
+                }
                 Action::PowerDown => {
-                    // Core off first, here and now; the chain task then holds the chips in reset.
-                    power.core_off().await;
+                    // Pin low first, here and now (that alone cuts the rail); OPERATION off is a
+                    // second line whose failure changes nothing. The chain task then holds the
+                    // chips in reset.
+                    let _ = power.core_off().await;
                     chain::TARGET.signal(Target::Down);
                     led.set_low();
+                    None
                 }
                 Action::PowerUp {
                     core_mv,
                     frequency_khz,
                     generation,
-                } => match power.core_on(core_mv).await {
-                    Ok(()) => chain::TARGET.signal(Target::Up {
-                        generation,
-                        frequency_khz,
-                    }),
-                    Err(reason) => {
-                        let mut out = |a: Action| {
-                            let _ = actions.push(a);
-                        };
-                        controller.on_chain_failed(now_ms(), generation, reason, &mut out);
+                } => match power.core_on(core_mv, &mut Delay).await {
+                    Ok(()) => {
+                        chain::TARGET.signal(Target::Up {
+                            generation,
+                            frequency_khz,
+                        });
+                        None
                     }
+                    Err(e) => Some(controller.on_chain_failed(now_ms(), generation, e.reason())),
                 },
-                Action::SetFrequency { to_khz, .. } => chain::FREQUENCY.signal(to_khz),
-                Action::SetCoreVoltage(mv) => power.set_core_voltage(mv).await,
+                Action::SetFrequency { to_khz, .. } => {
+                    chain::FREQUENCY.signal(to_khz);
+                    None
+                }
+                Action::SetCoreVoltage(mv) => match power.set_core_voltage(mv).await {
+                    Ok(()) => None,
+                    Err(e) => Some(controller.on_power_error(now_ms(), e.reason())),
+                },
+                Action::ClearRegulatorFaults => {
+                    // A failure leaves the status latched; the controller then sees no
+                    // healthy readings and tries again after its backoff.
+                    let _ = power.clear_regulator_faults().await;
+                    None
+                }
+            };
+            if let Some(actions) = follow_up {
+                queue(&mut pending, &mut controller, actions);
             }
         }
     }
+}
+
+/// Appends `actions` to the pending list; any that do not fit are counted by the controller,
+/// which reports them to the host.
+fn queue(
+    pending: &mut Deque<Action, { 2 * MAX_ACTIONS }>,
+    controller: &mut Controller,
+    actions: Actions,
+) {
+    let mut dropped = 0;
+    for action in actions {
+        if pending.push_back(action).is_err() {
+            dropped += 1;
+        }
+    }
+    controller.note_dropped_actions(dropped);
 }

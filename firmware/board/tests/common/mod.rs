@@ -69,6 +69,10 @@ pub mod tps546 {
     pub const VOUT_COMMAND: u8 = 0x21;
     pub const VOUT_MAX: u8 = 0x24;
     pub const VOUT_MIN: u8 = 0x2B;
+    pub const VOUT_OV_FAULT_LIMIT: u8 = 0x40;
+    pub const VOUT_OV_FAULT_RESPONSE: u8 = 0x41;
+    pub const VOUT_UV_FAULT_LIMIT: u8 = 0x44;
+    pub const VOUT_UV_FAULT_RESPONSE: u8 = 0x45;
     pub const FREQUENCY_SWITCH: u8 = 0x33;
     pub const VIN_ON: u8 = 0x35;
     pub const VIN_OFF: u8 = 0x36;
@@ -77,6 +81,10 @@ pub mod tps546 {
     pub const OT_FAULT_LIMIT: u8 = 0x4F;
     pub const OT_WARN_LIMIT: u8 = 0x51;
     pub const STATUS_WORD: u8 = 0x79;
+    pub const STATUS_VOUT: u8 = 0x7A;
+    pub const STATUS_IOUT: u8 = 0x7B;
+    pub const STATUS_INPUT: u8 = 0x7C;
+    pub const STATUS_TEMPERATURE: u8 = 0x7D;
     pub const READ_VIN: u8 = 0x88;
     pub const READ_VOUT: u8 = 0x8B;
     pub const READ_IOUT: u8 = 0x8C;
@@ -85,8 +93,18 @@ pub mod tps546 {
 
     pub const OPERATION_OFF: u8 = 0x00;
     pub const OPERATION_ON: u8 = 0x80;
-    /// PU | CMD | POLARITY | turn-off-immediately: follow OPERATION, ignore the CONTROL pin.
-    pub const ON_OFF_CONFIG_OPERATION: u8 = 0x1B;
+    /// TPS546D24S datasheet (SLUSF26) §7.6.3 ON_OFF_CONFIG: PU (bit 4) | CMD (3) | CP (2) |
+    /// POLARITY (1) | DELAY (0): on only while OPERATION is on and the CONTROL pin is high,
+    /// off at once when the pin falls.
+    pub const ON_OFF_CONFIG_CONTROL_PIN: u8 = 0x1F;
+    /// PMBus Part II §10.5.1 fault response: 10 (shut down) 000 (no retry) 000 (no delay).
+    pub const RESPONSE_LATCH_OFF: u8 = 0x80;
+    /// STATUS_TEMPERATURE bits 7 (OT fault) and 6 (OT warning).
+    pub const OT_FAULT: u8 = 0x80;
+    pub const OT_WARN: u8 = 0x40;
+    /// STATUS_VOUT bit 7 (OV fault); STATUS_IOUT bit 5 (OC warning).
+    pub const VOUT_OV_FAULT: u8 = 0x80;
+    pub const IOUT_OC_WARN: u8 = 0x20;
 
     /// TPS546 default VOUT_MODE: REL set, linear, exponent -9.
     pub const VOUT_MODE_DEFAULT: u8 = 0x97;
@@ -110,6 +128,8 @@ pub mod tps546 {
     pub const OT_105C: [u8; 2] = [0x48, 0xEB];
     /// 145 °C = 580 · 2^-2: 0xF244.
     pub const OT_145C: [u8; 2] = [0x44, 0xF2];
+    /// 110 °C = 880 · 2^-3: 0xEB70.
+    pub const OT_110C: [u8; 2] = [0x70, 0xEB];
     /// 650 kHz = 650 · 2^0: 0x028A.
     pub const FREQ_650KHZ: [u8; 2] = [0x8A, 0x02];
     // ULINEAR16 at exponent -9 (1/512 V), truncated.
@@ -121,6 +141,15 @@ pub mod tps546 {
     pub const VOUT_1V2: [u8; 2] = [0x66, 0x02];
     /// 1.15 V = 588.8 → 588: 0x024C.
     pub const VOUT_1V15: [u8; 2] = [0x4C, 0x02];
+    /// 1.3 V = 665.6 → 665: 0x0299.
+    pub const VOUT_1V3: [u8; 2] = [0x99, 0x02];
+    // OV/UV limits in relative format (VOUT_MODE REL set): ratios of VOUT_COMMAND at 2^-9.
+    /// 1.25 = 640: 0x0280.
+    pub const RATIO_1_25: [u8; 2] = [0x80, 0x02];
+    /// 1.131 = 579.07 → 579: 0x0243.
+    pub const RATIO_1_131: [u8; 2] = [0x43, 0x02];
+    /// 0.75 = 384: 0x0180.
+    pub const RATIO_0_75: [u8; 2] = [0x80, 0x01];
 }
 
 /// TI INA260 datasheet (SBOS656) register map; doc §9.4.

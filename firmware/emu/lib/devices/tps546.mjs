@@ -29,8 +29,14 @@ export const CMD = Object.freeze({
 const VOUT_MODE = 0x97; // relative off, ULINEAR16, exponent -9
 const VOUT_EXPONENT = -9;
 const OPERATION_ON = 0x80;
-const ON_OFF_CMD_ONLY = 0x1b; // ESP/Hearth value: OPERATION alone switches the output
-const ON_OFF_CP_REQUIRED = 1 << 2; // CONTROL pin must also be asserted
+// ON_OFF_CONFIG (TPS546D24S datasheet SLUSF26 §7.6.3): PU (bit 4), CMD (3), CP (2), POLARITY (1).
+const ON_OFF_PU = 1 << 4; // clear: convert whenever input power is present
+const ON_OFF_CMD = 1 << 3; // obey OPERATION's on bit
+const ON_OFF_CP = 1 << 2; // obey the CONTROL pin
+const ON_OFF_POLARITY = 1 << 1; // CONTROL active high
+// What ESP-Miner-style firmware writes (PU | CMD | POLARITY | DELAY): OPERATION alone switches
+// the output and the pin is ignored. The model starts there, as a board that ran such firmware.
+const ON_OFF_CMD_ONLY = 0x1b;
 const STATUS_OFF = 1 << 6;
 const DEVICE_ID = [0x54, 0x49, 0x54, 0x6d, 0x24, 0x41]; // "TIT" 'm' 0x24 'A' = TPS546D24A
 const STATUS_BYTE_COMMANDS = [CMD.STATUS_VOUT, CMD.STATUS_IOUT, CMD.STATUS_INPUT, CMD.STATUS_TEMPERATURE, CMD.STATUS_CML];
@@ -74,10 +80,20 @@ export class Tps546 extends RegisterDevice {
 
   // --- test API ---------------------------------------------------------------------------
 
-  /** Whether the output is enabled (OPERATION on, and the CONTROL pin if ON_OFF_CONFIG asks). */
+  /**
+   * Whether the output is enabled, as ON_OFF_CONFIG says: with PU clear, whenever input is
+   * present; otherwise OPERATION's on bit if CMD is set and the CONTROL pin at its active level
+   * if CP is set, both when both are set (and never when neither is).
+   */
   isOn() {
-    const pinOk = !(this.onOffConfig & ON_OFF_CP_REQUIRED) || this.controlPin;
-    return (this.operation & OPERATION_ON) !== 0 && pinOk;
+    const config = this.onOffConfig;
+    if (!(config & ON_OFF_PU)) return true;
+    const obeysCommand = (config & ON_OFF_CMD) !== 0;
+    const obeysPin = (config & ON_OFF_CP) !== 0;
+    if (!obeysCommand && !obeysPin) return false;
+    const commandOn = (this.operation & OPERATION_ON) !== 0;
+    const pinActive = this.controlPin === ((config & ON_OFF_POLARITY) !== 0);
+    return (!obeysCommand || commandOn) && (!obeysPin || pinActive);
   }
 
   /** Commanded output voltage in mV while on, else 0. */

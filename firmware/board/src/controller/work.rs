@@ -1,0 +1,219 @@
+//! Work: the queue of host work items, the job cadence to the chips, the chain's answers to a
+//! power-up, and nonce verification (each nonce re-hashed against the job it names).
+
+use bm13xx::job::{FullHeaderJob, roll_version};
+use bm13xx::model::NonceReply;
+use bm13xx::register::addr;
+use bm13xx::response::RegisterReply;
+use bm13xx::sequence::address_interval;
+use bm13xx::verify::{header_hash, leading_zero_bits};
+use hearth_link::{BoardToHost, Fault, LogLevel, NonceReport, WorkItem};
+
+use super::{Action, Actions, Controller, Out, Power, SentJob, format, text};
+
+/// Work items the board queues.
+pub const QUEUE_DEPTH: usize = 16;
+/// Below this many queued items the board asks for more.
+pub const QUEUE_LOW: usize = 4;
+/// While the queue stays low, the board asks for work again this often (the host may have had
+/// none the first time).
+pub const WORK_LOW_REPEAT_MS: u32 = 2000;
+/// After a failed power-up the board tries again this much later.
+const POWER_UP_RETRY_MS: u32 = 10_000;
+
+impl Controller {
+    pub(super) fn add_work(&mut self, now_ms: u32, item: WorkItem, out: &mut Out) {
+        if self.queue.is_full() {
+            self.queue.pop_front();
+        }
+        let _ = self.queue.push_back(item);
+        // Work arriving is the host answering: the rest of its burst is on the way, so the
+        // repeat timer restarts rather than asking again while it lands.
+        self.asked_for_work_ms = Some(now_ms);
+        if self.send_next_now {
+            self.send_next_job(now_ms, out);
+        }
+    }
+
+    pub(super) fn clear_work(&mut self) {
+        self.queue.clear();
+        // The next item is for a new block: straight to the chips.
+        self.send_next_now = true;
+    }
+
+    /// The host's clock request, within the model's envelope. While the board is throttled a
+    /// raise is held: it becomes the clock the board returns to once it has cooled.
+    pub(super) fn host_frequency(&mut self, khz: u32, out: &mut Out) {
+        let khz = khz.clamp(
+            self.config.min_frequency_khz,
+            self.config
+                .max_frequency_khz
+                .max(self.config.min_frequency_khz),
+        );
+        self.config.frequency_khz = khz;
+        if self.throttled() && khz > self.frequency_khz {
+            out.log(
+                LogLevel::Info,
+                format(format_args!(
+                    "throttled: {khz} kHz held until the board cools"
+                )),
+            );
+            return;
+        }
+        if self.power == Power::Up && khz != self.frequency_khz {
+            out.push(Action::SetFrequency {
+                from_khz: self.frequency_khz,
+                to_khz: khz,
+            });
+        }
+        self.frequency_khz = khz;
+    }
+
+    pub(super) fn send_next_job(&mut self, now_ms: u32, out: &mut Out) {
+        if self.power != Power::Up || self.safe.is_some() || self.paused {
+            return;
+        }
+        let Some(item) = self.queue.pop_front() else {
+            return;
+        };
+        let job = FullHeaderJob {
+            job_id: 0,
+            starting_nonce: 0,
+            nbits: item.nbits,
+            ntime: item.ntime,
+            merkle_root: item.merkle_root,
+            prev_block_hash: item.prev_block_hash,
+            version: item.version,
+        };
+        let sent = SentJob {
+            work_id: item.id,
+            version_mask: item.version_mask,
+            job,
+        };
+        let id = self.jobs.insert(sent);
+        let job = FullHeaderJob { job_id: id, ..job };
+        self.jobs.insert_at(id, SentJob { job, ..sent });
+        out.push(Action::SendJob(job));
+        self.last_job_ms = now_ms;
+        self.send_next_now = false;
+        self.ask_for_work_if_low(now_ms, out);
+    }
+
+    /// Ask the host for work when the queue is low: at once the first time, then whenever it has
+    /// stayed low for [`WORK_LOW_REPEAT_MS`] since the last ask or the last work item.
+    pub(super) fn ask_for_work_if_low(&mut self, now_ms: u32, out: &mut Out) {
+        if self.power != Power::Up || self.safe.is_some() || self.queue.len() >= QUEUE_LOW {
+            return;
+        }
+        if self
+            .asked_for_work_ms
+            .is_some_and(|at| now_ms.wrapping_sub(at) < WORK_LOW_REPEAT_MS)
+        {
+            return;
+        }
+        self.asked_for_work_ms = Some(now_ms);
+        out.send(BoardToHost::WorkLow {
+            queued: self.queue.len() as u8,
+            wanted: QUEUE_DEPTH as u8,
+        });
+    }
+
+    /// Job cadence and asking for work.
+    pub(super) fn work_tick(&mut self, now_ms: u32, out: &mut Out) {
+        if self.power == Power::Up
+            && (self.send_next_now
+                || now_ms.wrapping_sub(self.last_job_ms) >= self.config.job_interval_ms)
+        {
+            self.send_next_job(now_ms, out);
+        }
+        if !self.paused {
+            self.ask_for_work_if_low(now_ms, out);
+        }
+    }
+
+    /// Power-up `generation` finished: the chain is initialised and hashing can start. An
+    /// answer to an abandoned power-up (a fault came in between) is ignored; the firmware has
+    /// already been told to power down.
+    pub fn on_chain_up(&mut self, now_ms: u32, generation: u32) -> Actions {
+        let mut out = Out::default();
+        if generation == self.generation && self.power == Power::Starting {
+            self.power = Power::Up;
+            self.up_since = Some(now_ms);
+            self.jobs.clear();
+            self.recent.clear();
+            self.send_next_now = true;
+            self.asked_for_work_ms = None;
+            out.log(LogLevel::Info, text("chain up, hashing"));
+            out.send(BoardToHost::Hello(self.capabilities()));
+            self.send_next_job(now_ms, &mut out);
+            self.ask_for_work_if_low(now_ms, &mut out);
+        }
+        self.finish(out)
+    }
+
+    /// Power-up `generation` failed, or the chain it brought up was lost: power down, report,
+    /// and try again in 10 s. Stale reports are ignored as in [`Controller::on_chain_up`].
+    pub fn on_chain_failed(&mut self, now_ms: u32, generation: u32, reason: &str) -> Actions {
+        let mut out = Out::default();
+        if generation == self.generation && self.power != Power::Off {
+            out.push(Action::PowerDown);
+            out.send(BoardToHost::Fault(Fault::ChainInit {
+                reason: text(reason),
+            }));
+            self.power = Power::Off;
+            self.up_since = None;
+            self.jobs.clear();
+            self.retry_power_at = Some(now_ms.wrapping_add(POWER_UP_RETRY_MS));
+        }
+        self.finish(out)
+    }
+
+    /// A nonce from the chips: look up its job, re-hash, report it if it is real.
+    pub fn on_nonce(&mut self, _now_ms: u32, reply: &NonceReply) -> Actions {
+        let mut out = Out::default();
+        self.nonce(reply, &mut out);
+        self.finish(out)
+    }
+
+    fn nonce(&mut self, reply: &NonceReply, out: &mut Out) {
+        let chip = usize::from(reply.chip_index(self.config.model, self.config.chips));
+        let Some(sent) = self.jobs.get(reply.job_id).copied() else {
+            return;
+        };
+        let version = roll_version(sent.job.version, reply.version_bits, sent.version_mask);
+        let hash = header_hash(&sent.job.header(version, reply.nonce));
+        let zero_bits = leading_zero_bits(&hash);
+        if zero_bits < self.share_bits() {
+            if let Some(c) = self.counters.get_mut(chip) {
+                c.errors = c.errors.saturating_add(1);
+            }
+            return;
+        }
+        if !self.recent.insert(reply.job_id, version, reply.nonce) {
+            return;
+        }
+        if let Some(c) = self.counters.get_mut(chip) {
+            c.nonces = c.nonces.saturating_add(1);
+        }
+        out.send(BoardToHost::Nonce(NonceReport {
+            work_id: sent.work_id,
+            version,
+            nonce: reply.nonce,
+            chip: chip as u8,
+            zero_bits: zero_bits.min(255) as u8,
+        }));
+    }
+
+    /// A register reply from the chips: the hash and error counters they are polled for.
+    pub fn on_register(&mut self, reply: &RegisterReply) {
+        let chip = usize::from(u16::from(reply.chip_address) / address_interval(self.config.chips));
+        let Some(c) = self.counters.get_mut(chip) else {
+            return;
+        };
+        match reply.register {
+            addr::HASH_COUNTER_TOTAL => c.hash_counter = reply.value,
+            addr::ERROR_COUNTER => c.error_counter = reply.value,
+            _ => {}
+        }
+    }
+}

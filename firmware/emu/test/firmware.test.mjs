@@ -211,6 +211,42 @@ test('a silent host: the board enters its safe state, and leaves it when the hos
   await board.close();
 });
 
+test('a stalled fan: a fault and full duty within 3.5 s, hashing stops within 10.5 s', async () => {
+  const { board, host } = await hashing();
+  await host.runFor(1000);
+  board.emc2101.setTachRpm(0);
+  const stalled = board.ms;
+  await host.runUntil(() => host.of('Fault', stalled).some((f) => f.body.SensorFailure?.sensor === 'Fan'), { timeoutMs: 5000, what: 'SensorFailure { Fan }' });
+  const faultMs = host.of('Fault', stalled).find((f) => f.body.SensorFailure?.sensor === 'Fan').ms - stalled;
+  assert.ok(faultMs <= 3500, `fault after ${faultMs} ms`);
+  await host.runUntil(() => board.pwm(FAN_PIN).duty >= 0.99, { timeoutMs: 500, what: 'fan at 100 %' });
+  assert.ok(board.tps546.isOn(), 'still hashing while the stall is young');
+  await host.runUntil(() => !board.tps546.isOn(), { timeoutMs: 8000, what: 'core off' });
+  assert.ok(board.ms - stalled <= 10_500, `core off after ${board.ms - stalled} ms`);
+  // The fan turns again: the board clears the fault and comes back.
+  board.emc2101.setTachRpm(null);
+  await host.runUntil(() => board.tps546.isOn(), { timeoutMs: 30_000, what: 'power back on' });
+  await board.close();
+});
+
+test('a regulator warning throttles, it does not stop the board', async () => {
+  const { board, host } = await hashing();
+  await host.runFor(1000);
+  board.tps546.setStatusWord(0x0004); // TEMPERATURE
+  board.tps546.setStatusByte(0x7d, 0x40); // STATUS_TEMPERATURE: OT warning
+  const warned = board.ms;
+  await host.runUntil(() => host.of('Fault', warned).some((f) => f.body.Throttling), { timeoutMs: 2000, what: 'Throttling' });
+  await host.runFor(2000);
+  assert.ok(board.tps546.isOn(), 'the core stays on');
+  assert.ok(!host.of('Fault', warned).some((f) => f.body.RegulatorFault), 'no RegulatorFault for a warning');
+  // A fault does stop it.
+  board.tps546.setStatusByte(0x7d, 0x80); // OT fault
+  await host.runUntil(() => !board.tps546.isOn(), { timeoutMs: 2000, what: 'core off on a fault' });
+  // Power off goes first; the report follows on the link.
+  await host.runUntil(() => host.of('Fault', warned).some((f) => f.body.RegulatorFault?.status_word === 0x0004), { timeoutMs: 500, what: 'RegulatorFault' });
+  await board.close();
+});
+
 test('MCU reset with the rail on: the rail is off within 1 ms and the fan is back at 100 % within 50 ms', async () => {
   const { board, host } = await hashing();
   await host.runUntil(() => host.of('Nonce').length >= 1, { timeoutMs: 60_000, what: 'a nonce' });

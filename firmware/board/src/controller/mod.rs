@@ -3,9 +3,9 @@
 //! frequency). The RP2040 crate only performs the actions; everything that decides is here and
 //! tested on the host. Every event method returns its [`Actions`], in the order to perform them.
 //!
-//! * [`safety`](self::safety): sensors, thermal policy, faults, the safe state and recovery.
-//! * [`work`](self::work): the work queue, job cadence, chain bring-up answers, nonce checks.
-//! * [`telemetry`](self::telemetry): what the board reports about itself.
+//! * `safety`: sensors, thermal policy, faults, the safe state and recovery.
+//! * `work`: the work queue, job cadence, chain bring-up answers, nonce checks.
+//! * `telemetry`: what the board reports about itself.
 //!
 //! Safety first: the controller stops hashing and powers the core down on its own, without the
 //! host, when the chips or the regulator get too hot, when the regulator reports a fault, when

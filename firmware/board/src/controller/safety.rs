@@ -21,12 +21,12 @@ pub const SENSOR_FAILURES_MAX: u8 = 2 * SENSOR_FAILURES_TO_STOP;
 pub const SENSOR_STALE_MS: u32 = 2000;
 /// Time between frequency steps while throttling.
 pub const THROTTLE_STEP_MS: u32 = 5000;
-/// A fan driven at [`FAN_STALL_MIN_PERCENT`] or more whose tachometer has seen no pulse for
+/// A fan driven at 10 % or more whose tachometer has seen no pulse for
 /// this long has stalled: a fault, and the fan to 100 % …
 pub const FAN_STALL_MS: u32 = 3000;
 /// … and if it is still stalled this long after it stopped, hashing stops.
 pub const FAN_STALL_STOP_MS: u32 = 10_000;
-/// Below this duty a fan may legitimately stand still.
+/// Below this duty a fan may legitimately stand still ([`FAN_STALL_MS`]).
 const FAN_STALL_MIN_PERCENT: u8 = 10;
 /// Readings with the tachometer turning before a stalled fan is trusted again.
 const FAN_RECOVERED_READINGS: u8 = 8;

@@ -119,15 +119,20 @@ impl<I2C: I2c, EN: OutputPin> PowerStage<I2C, EN> {
         }
     }
 
-    /// One round: every sensor read once, a device that was missing initialised again first.
-    /// Any failed transaction makes that device's reading [`Reading::Failed`].
+    /// One round: every sensor read once (the regulator first), a device that was missing
+    /// initialised again first. Any failed transaction, a timeout included, makes that device's
+    /// reading [`Reading::Failed`].
     pub async fn read_sensors(&mut self) -> Sensors {
-        let mut s = Sensors::default();
-        self.read_emc(&mut s).await;
-        s.regulator = match self.read_regulator().await {
-            Ok(r) => Reading::Value(r),
-            Err(_) => Reading::Failed,
+        // The regulator first: on a hung bus its failure is what cuts the rail, and the other
+        // devices' timeouts must not delay it.
+        let mut s = Sensors {
+            regulator: match self.read_regulator().await {
+                Ok(r) => Reading::Value(r),
+                Err(_) => Reading::Failed,
+            },
+            ..Sensors::default()
         };
+        self.read_emc(&mut s).await;
         s.input = self.read_input().await;
         s
     }
@@ -148,6 +153,16 @@ impl<I2C: I2c, EN: OutputPin> PowerStage<I2C, EN> {
         }
         s.asic_mc = match self.emc.external_temperature_mc().await {
             Ok(t) => Reading::Value(t),
+            // The bus failed (a NACK or a timeout): the device is gone for this round. Its
+            // other reads would only add timeouts on a hung bus.
+            Err(emc2101::Error::I2c(_)) => {
+                self.emc_ready = false;
+                s.board_mc = Reading::Failed;
+                s.fan_rpm = Reading::Failed;
+                s.asic_mc = Reading::Failed;
+                return;
+            }
+            // The device answered: its diode is open or shorted.
             Err(_) => Reading::Failed,
         };
         s.board_mc = match self.emc.internal_temperature_mc().await {

@@ -276,3 +276,45 @@ fn bus_clear_gives_up_after_nine_clocks() {
     scl.done();
     sda.done();
 }
+
+/// An EMC2101 that initialises (datasheet defaults), takes the fan setting written while it was
+/// missing, then sees `after` transactions.
+fn emc_found_then(after: &[Transaction]) -> Emc2101<Mock> {
+    use common::emc2101::*;
+    let mut t = vec![
+        read(ADDRESS, PRODUCT_ID, &[PRODUCT_EMC2101]),
+        read(ADDRESS, MANUFACTURER_ID, &[SMSC]),
+        read(ADDRESS, CONFIGURATION, &[0]),
+        write(ADDRESS, &[CONFIGURATION, ALT_TCH]),
+        write(ADDRESS, &[FAN_CONFIGURATION, FAN_CONFIGURATION_BITAXE]),
+        write(ADDRESS, &[EXTERNAL_IDEALITY, IDEALITY_POR]),
+        write(ADDRESS, &[BETA_COMPENSATION, BETA_POR]),
+        write(ADDRESS, &[CONVERSION_RATE, ONE_PER_SECOND]),
+        write(ADDRESS, &[FAN_SETTING, 63]), // 100 %
+    ];
+    t.extend_from_slice(after);
+    Emc2101::new(Mock::new(&t), ADDRESS)
+}
+
+#[test]
+fn a_fan_controller_that_times_out_gives_up_for_the_round_at_its_first_timeout() {
+    // On a hung bus each further read would cost another timeout before the next round can
+    // read the regulator: one is enough to know.
+    let emc = emc_found_then(&[timed_out(read(
+        common::emc2101::ADDRESS,
+        common::emc2101::EXTERNAL_TEMP_MSB,
+        &[0],
+    ))]);
+    let mut s = stage(
+        emc,
+        &[timed_out(read(ADDRESS, STATUS_WORD, &[0, 0]))],
+        None,
+        &[],
+    );
+    let r = block_on(s.read_sensors());
+    assert_eq!(
+        (r.asic_mc, r.board_mc, r.fan_rpm),
+        (Reading::Failed, Reading::Failed, Reading::Failed)
+    );
+    done(s);
+}

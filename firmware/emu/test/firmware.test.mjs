@@ -247,6 +247,32 @@ test('a regulator warning throttles, it does not stop the board', async () => {
   await board.close();
 });
 
+test('a device holding the I2C bus: the rail goes off within 350 ms and the firmware keeps running', async () => {
+  const { board, host } = await hashing();
+  await host.runFor(1000);
+  assert.ok(board.tps546.isOn());
+  board.i2c.hold();
+  const held = board.ms;
+  // Every transaction now times out (35 ms); the next sensor round (every 250 ms) reads the
+  // regulator first, as failed, and the board drops the enable pin, which cuts the rail with
+  // the bus still hung. Bound: one sensor period (250 ms) plus the regulator's timeout (35 ms)
+  // and the action it triggers, with margin: 350 ms. (The round in progress when the bus hangs
+  // gives up on each device at its first timeout, and the next round starts on time.)
+  const offMs = await host.runUntil(() => !board.tps546.isOn(), { timeoutMs: 1000, what: 'core off' });
+  assert.ok(offMs <= 350, `rail off after ${offMs} ms`);
+  await host.runUntil(() => host.of('Fault', held).some((f) => f.body.SensorFailure?.sensor === 'Regulator'), { timeoutMs: 500, what: 'SensorFailure { Regulator }' });
+  assert.ok(board.pwm(FAN_PIN).duty >= 0.99, 'fan at 100 %');
+  // The main loop keeps turning (no watchdog reset) and answers the host.
+  await host.runFor(3000);
+  const at = board.ms;
+  host.send({ Ping: { seq: 4242 } });
+  await host.runUntil(() => host.of('Pong', at).some((p) => p.body.seq === 4242), { timeoutMs: 1000, what: 'Pong' });
+  assert.equal(board.watchdogResets, 0);
+  assert.ok(!board.tps546.isOn(), 'rail still off');
+  process.stderr.write(`hung I2C bus: rail off after ${offMs.toFixed(1)} ms\n`);
+  await board.close();
+});
+
 test('MCU reset with the rail on: the rail is off within 1 ms and the fan is back at 100 % within 50 ms', async () => {
   const { board, host } = await hashing();
   await host.runUntil(() => host.of('Nonce').length >= 1, { timeoutMs: 60_000, what: 'a nonce' });

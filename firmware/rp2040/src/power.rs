@@ -18,8 +18,10 @@ use static_cell::StaticCell;
 use crate::board;
 
 /// Longest an I²C transaction may take. The longest one (a 7-byte block read) lasts about
-/// 1 ms at 100 kHz; a device stretching SCL past this is treated as failed.
-pub const I2C_TIMEOUT: Duration = Duration::from_millis(25);
+/// 1 ms at 100 kHz, and an SMBus/PMBus device may stretch the clock for up to 25 ms of it
+/// (SMBus 3.1 §4.2, tLOW:SEXT); past 35 ms (tTIMEOUT, max) an SMBus device itself gives up. A
+/// transaction still running then is abandoned and its device treated as failed.
+pub const I2C_TIMEOUT: Duration = Duration::from_millis(35);
 
 type Bus = I2c<'static, board::I2cBus, Async>;
 type Dev = TimedI2c<I2cDevice<'static, CriticalSectionRawMutex, Bus>>;

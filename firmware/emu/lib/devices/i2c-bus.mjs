@@ -159,6 +159,8 @@ export class I2cBus {
     this.logLimit = 1000;
     this.stats = { transactions: 0, nacks: 0 };
     this.pending = null;
+    /** While true a target holds SCL low: no bus step completes (see hold()). */
+    this.held = false;
     this.alarm = this.clock.createAlarm(() => this.firePending());
     i2c.onStart = () => this.later(1, () => i2c.completeStart());
     i2c.onConnect = (addr, mode) => this.later(9, () => i2c.completeConnect(this.connect(addr, mode === 1)));
@@ -185,7 +187,18 @@ export class I2cBus {
     return cycles > 0 ? (cycles * 1e9) / i2c.rp2040.clkSys : 10_000;
   }
 
+  /**
+   * A target holds SCL low (stuck mid-byte, or clock-stretching for ever): from now on no bus
+   * step completes, for any device, and the controller waits on the step in progress. A driver
+   * without a timeout waits with it.
+   */
+  hold() {
+    this.held = true;
+    this.pending = null;
+  }
+
   later(sclPeriods, action) {
+    if (this.held) return;
     if (!this.timed) return action();
     this.pending = action;
     this.alarm.schedule(sclPeriods * this.sclNanos);

@@ -435,10 +435,11 @@ impl Board {
         if a.count == 0 || a.count > 256 {
             p.push(format!("asic.count = {}: 1..=256", a.count));
         }
-        if ![115_200, 1_000_000, 3_125_000].contains(&a.baud) {
+        if bm13xx::model::ChainBaud::from_nominal(a.baud).is_none() {
             p.push(format!(
-                "asic.baud = {}: 115200, 1000000 or 3125000",
-                a.baud
+                "asic.baud = {}: {}",
+                a.baud,
+                bm13xx::model::ChainBaud::ACCEPTED
             ));
         }
         if !a.ticket_difficulty.is_power_of_two() {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bitcoin::{Address, Network, ScriptBuf};
 use bm13xx::ChipModel;
+use bm13xx::model::ChainBaud;
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -132,7 +133,7 @@ pub enum DeviceConfig {
         ticket_difficulty: u32,
         /// Mining baud: 1000000 (chips at 1,041,667) or 3125000; 115200 stays at power-on speed.
         #[serde(default = "defaults::serial_baud")]
-        baud: u32,
+        baud: ChainBaud,
         /// Host baud when the adapter cannot hit the chips' exact rate (ESP-Miner runs its
         /// UART at 1,000,000 against the chips' 1,041,667).
         host_baud: Option<u32>,
@@ -166,6 +167,8 @@ pub enum DeviceConfig {
 
 mod defaults {
     use std::path::PathBuf;
+
+    use bm13xx::model::ChainBaud;
     pub fn poll_secs() -> f64 {
         2.0
     }
@@ -201,8 +204,8 @@ mod defaults {
     pub fn ticket_difficulty() -> u32 {
         256
     }
-    pub fn serial_baud() -> u32 {
-        1_000_000
+    pub fn serial_baud() -> ChainBaud {
+        ChainBaud::Fast1M
     }
     pub fn threads() -> usize {
         1
@@ -460,7 +463,6 @@ fn validate_device(i: usize, device: &DeviceConfig) -> anyhow::Result<()> {
             chips,
             frequency_mhz,
             ticket_difficulty,
-            baud,
             ..
         } => {
             let m = model(&key("model"), m)?;
@@ -481,9 +483,6 @@ fn validate_device(i: usize, device: &DeviceConfig) -> anyhow::Result<()> {
                     "{} = {ticket_difficulty}: must be a power of two (1, 2, 4, ... 65536)",
                     key("ticket_difficulty")
                 );
-            }
-            if ![115_200, 1_000_000, 3_125_000].contains(baud) {
-                bail!("{} = {baud}: use 115200, 1000000 or 3125000", key("baud"));
             }
         }
         DeviceConfig::Link {
@@ -600,6 +599,15 @@ mod tests {
         assert!(
             error(&GOOD.replace("kind = \"sim\"", "kind = \"sim\"\nchips = 0"))
                 .contains("device[0].chips")
+        );
+        let serial = GOOD.replace(
+            "kind = \"sim\"",
+            "kind = \"serial\"\npath = \"/dev/ttyUSB0\"\nmodel = \"BM1366\"\nchips = 1\nbaud = 9600",
+        );
+        let text = error(&serial);
+        assert!(
+            text.contains("baud 9600") && text.contains("115200, 1000000 or 3125000"),
+            "{text}"
         );
         assert!(error(&GOOD.replace("[node]", "[node]\nurl = \"https://x\"")).contains("http://"));
         assert!(error(&GOOD.replace("[node]", "[node]\ncolour = 1")).contains("unknown field"));

@@ -1,5 +1,7 @@
-//! The composition root: creates every channel, spawns every actor on one tracker with one
-//! cancellation token, and owns shutdown. Actors never call each other; they hold channel ends.
+//! The composition root: creates every channel, spawns every actor, and owns shutdown. Actors
+//! never call each other; they hold channel ends. Shutdown follows the data: devices stop
+//! first, the share checker drains and journals what they sent, the submitter submits what the
+//! checker handed it (within a budget), and only then does everything else stop.
 //!
 //! ```text
 //! TemplateSource --watch work--> devices --mpsc Found--> ShareChecker --mpsc Candidate--> Submitter
@@ -15,7 +17,6 @@ use std::time::Duration;
 use anyhow::Context;
 use bitcoin::BlockHash;
 use bm13xx::ChipModel;
-use bm13xx::model::ChainBaud;
 use bm13xx::sim::{SimConfig, SimHandle};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -47,9 +48,24 @@ pub struct Daemon {
     pub boards: Vec<Arc<Mutex<Option<hearth_link::Telemetry>>>>,
     /// Journal.
     pub journal: Journal,
+    /// Stops the devices (the first step of a shutdown).
+    stop_devices: CancellationToken,
+    devices: TaskTracker,
+    /// Tells the share checker that no result will come any more: drain and end.
+    drain: CancellationToken,
+    /// The share checker and the submitter: they end on their own once drained.
+    pipeline: TaskTracker,
+    /// Stops everything else at once (template source, ZMQ, reports), and is the hard stop of
+    /// the pipeline when its time is up.
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
+
+/// How long devices get to stop and hand over their last results.
+const DEVICE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a shutdown waits for queued candidates to be submitted before leaving them pending
+/// in the journal for the next start.
+pub const SHUTDOWN_SUBMIT_BUDGET: Duration = Duration::from_secs(15);
 
 impl Daemon {
     /// Check the node and the configuration, replay the journal, and start mining.
@@ -66,6 +82,10 @@ impl Daemon {
 
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let stop_devices = CancellationToken::new();
+        let devices = TaskTracker::new();
+        let drain = CancellationToken::new();
+        let pipeline = TaskTracker::new();
         let stats = Stats::default();
         let (events, _) = broadcast::channel(4096);
         let (work_tx, work_rx) = watch::channel(None);
@@ -74,21 +94,19 @@ impl Daemon {
         let (candidate_tx, candidate_rx) = mpsc::channel(256);
         let (found_block_tx, found_block_rx) = mpsc::channel(16);
         let (refresh_tx, refresh_rx) = mpsc::channel(16);
-        let (refused_tx, refused_rx) = mpsc::channel(16);
 
         let submitter = Submitter {
             rpc: rpc.clone(),
             journal: journal.clone(),
             candidates: candidate_rx,
             refresh: refresh_tx.clone(),
-            refused: refused_tx,
             stats: stats.clone(),
             events: events.clone(),
             cancel: cancel.clone(),
         };
         // Blocks left from an earlier run go first, before new work can find more.
         submitter.resubmit_pending().await?;
-        tracker.spawn(submitter.run());
+        pipeline.spawn(submitter.run());
 
         if let Some(endpoint) = config.config.node.zmq_hashblock.clone() {
             let (zmq_tx, mut zmq_rx) = mpsc::channel(16);
@@ -130,16 +148,16 @@ impl Daemon {
         };
         tracker.spawn(source.run());
 
-        tracker.spawn(
+        pipeline.spawn(
             ShareChecker {
                 found: found_rx,
                 tip: tip_rx,
                 candidates: candidate_tx,
                 found_block: found_block_tx,
                 journal: journal.clone(),
-                refused: refused_rx,
                 stats: stats.clone(),
                 events: events.clone(),
+                drain: drain.clone(),
                 cancel: cancel.clone(),
             }
             .run(),
@@ -155,11 +173,11 @@ impl Daemon {
                 index: stats_index,
                 name: name.clone(),
                 work: work_rx.clone(),
-                found: found_tx.clone(),
+                found: crate::device::ResultSender::new(found_tx.clone(), stats.clone()),
                 factory: JobFactory::new(index as u16, ids.clone(), BIP320_MASK),
                 stats: stats.clone(),
                 events: events.clone(),
-                cancel: cancel.clone(),
+                cancel: stop_devices.clone(),
             };
             let handle = Arc::new(Mutex::new(None));
             sims.push(handle.clone());
@@ -180,7 +198,7 @@ impl Daemon {
                     sim.floor_bits = *floor_bits;
                     sim.hashrate_per_chip = *hashrate;
                     sim.latency = Duration::from_millis(*latency_ms);
-                    tracker.spawn(supervise(
+                    devices.spawn(supervise(
                         SimDevice {
                             config: sim,
                             handle,
@@ -206,14 +224,10 @@ impl Daemon {
                         frequency_khz: frequency_mhz
                             .map_or(model.default_frequency_khz(), |f| (f * 1000.0) as u32),
                         ticket_difficulty: *ticket_difficulty,
-                        baud: match baud {
-                            3_125_000 => ChainBaud::Fast3M,
-                            115_200 => ChainBaud::PowerOn,
-                            _ => ChainBaud::Fast1M,
-                        },
+                        baud: *baud,
                         host_baud: *host_baud,
                     };
-                    tracker.spawn(supervise(device, ctx));
+                    devices.spawn(supervise(device, ctx));
                 }
                 DeviceConfig::Link {
                     port,
@@ -229,14 +243,14 @@ impl Daemon {
                         share_floor_bits: *share_floor_bits,
                         telemetry: handle_telemetry.clone(),
                     };
-                    tracker.spawn(supervise(device, ctx));
+                    devices.spawn(supervise(device, ctx));
                 }
                 DeviceConfig::Cpu {
                     threads,
                     share_bits,
                     ..
                 } => {
-                    tracker.spawn(supervise(
+                    devices.spawn(supervise(
                         CpuDevice {
                             threads: *threads,
                             share_bits: *share_bits,
@@ -249,6 +263,8 @@ impl Daemon {
         drop(found_tx);
         tracker.spawn(report_periodically(stats.clone(), cancel.clone()));
         tracker.close();
+        devices.close();
+        pipeline.close();
         Ok(Daemon {
             events,
             stats,
@@ -256,6 +272,10 @@ impl Daemon {
             sims,
             boards,
             journal,
+            stop_devices,
+            devices,
+            drain,
+            pipeline,
             cancel,
             tracker,
         })
@@ -275,12 +295,34 @@ impl Daemon {
             .and_then(|h| h.lock().ok().and_then(|h| h.clone()))
     }
 
-    /// Stop every actor and wait for them.
+    /// Stop in the order that loses nothing: the devices first (their last results are
+    /// queued), then the share checker drains and journals every queued result, then the
+    /// submitter submits every candidate it was handed, within [`SHUTDOWN_SUBMIT_BUDGET`];
+    /// anything still unanswered then stays pending in the journal for the next start.
     pub async fn shutdown(self) {
-        self.cancel.cancel();
-        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+        self.stop_devices.cancel();
+        if tokio::time::timeout(DEVICE_STOP_TIMEOUT, self.devices.wait())
             .await
             .is_err()
+        {
+            tracing::warn!(
+                "some devices did not stop within {DEVICE_STOP_TIMEOUT:?}; draining without them"
+            );
+        }
+        drain_pipeline(
+            &self.drain,
+            &self.cancel,
+            &self.pipeline,
+            SHUTDOWN_SUBMIT_BUDGET,
+        )
+        .await;
+        self.cancel.cancel();
+        if tokio::time::timeout(Duration::from_secs(10), async {
+            self.pipeline.wait().await;
+            self.tracker.wait().await;
+        })
+        .await
+        .is_err()
         {
             tracing::warn!("some tasks did not stop within 10 s");
         }
@@ -299,6 +341,25 @@ impl Daemon {
         tracing::info!("shutting down");
         self.shutdown().await;
         Ok(())
+    }
+}
+
+/// Finish the result pipeline once the devices have stopped: the share checker (started with
+/// `drain`) checks and journals every queued result and ends, the submitter submits every
+/// candidate it was handed and ends. After `budget`, `hard_stop` ends them both: a candidate
+/// still unanswered stays pending in the journal for the next start.
+pub async fn drain_pipeline(
+    drain: &CancellationToken,
+    hard_stop: &CancellationToken,
+    pipeline: &TaskTracker,
+    budget: Duration,
+) {
+    drain.cancel();
+    if tokio::time::timeout(budget, pipeline.wait()).await.is_err() {
+        tracing::warn!(
+            "block candidates still unanswered after {budget:?}; they stay pending in the journal and are submitted at the next start"
+        );
+        hard_stop.cancel();
     }
 }
 

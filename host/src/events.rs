@@ -66,6 +66,16 @@ pub enum Event {
         /// Block hash.
         hash: BlockHash,
     },
+    /// The node took the block, but where it ended up could not be confirmed; it stays pending
+    /// in the journal and is checked again at the next start.
+    BlockUnconfirmed {
+        /// Height.
+        height: u32,
+        /// Block hash.
+        hash: BlockHash,
+        /// What kept failing.
+        reason: String,
+    },
     /// A device is mining.
     DeviceUp {
         /// Device name.
@@ -103,6 +113,9 @@ pub struct ChipStats {
 pub struct DeviceStats {
     /// Name.
     pub name: String,
+    /// Results the device handed to the share checker (each ends as exactly one of: a share,
+    /// a stale result, a duplicate, a hardware error).
+    pub results: u64,
     /// Valid shares of current work.
     pub shares: u64,
     /// Results for replaced work.
@@ -121,6 +134,9 @@ pub struct DeviceStats {
     pub work_hashes: f64,
     /// Per-chip counters (BM13xx devices).
     pub chips: Vec<ChipStats>,
+    /// The device has really stopped hashing (set by the driver once the chips are stopped,
+    /// not when it was asked to).
+    pub paused: bool,
     recent: VecDeque<(Instant, f64)>,
 }
 

@@ -69,10 +69,13 @@ pub fn hash_difficulty(hash: &BlockHash) -> f64 {
 /// What a result is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Meets the network target: a block.
+    /// Meets the network target: a block, whatever else is wrong with the result.
     Block {
         /// Block hash.
         hash: BlockHash,
+        /// The device rolled version bits outside its mask (a valid block all the same, if the
+        /// version is one the network accepts: the node decides).
+        outside_mask: bool,
     },
     /// Meets the device's share target.
     Share {
@@ -85,14 +88,18 @@ pub enum Verdict {
     HardwareError,
 }
 
-/// Check one result. Pure.
+/// Check one result. Pure. The hash decides first: a result that meets the network target is
+/// a block even if the device misbehaved in producing it.
 pub fn verify(job: &Job, version: i32, nonce: u32, share_bits: u32) -> Verdict {
-    if !job.version_allowed(version) {
-        return Verdict::VersionOutsideMask;
-    }
     let hash = job.header(version, nonce).block_hash();
+    let in_mask = job.version_allowed(version);
     if job.work.template.target.is_met_by(hash) {
-        Verdict::Block { hash }
+        Verdict::Block {
+            hash,
+            outside_mask: !in_mask,
+        }
+    } else if !in_mask {
+        Verdict::VersionOutsideMask
     } else if target_for_zero_bits(share_bits).is_met_by(hash) {
         Verdict::Share { hash }
     } else {
@@ -115,6 +122,81 @@ pub struct Candidate {
     pub stale_work: bool,
 }
 
+/// What the checker made of one result. Decided by [`ResultLedger::check`], which is pure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checked {
+    /// The same (job, version, nonce) came back before.
+    Duplicate,
+    /// Below the device's own threshold.
+    HardwareError,
+    /// Rolled version bits outside the mask (and is no block).
+    VersionOutsideMask,
+    /// A share; `stale` when its work builds on a replaced tip.
+    Share {
+        /// Hash.
+        hash: BlockHash,
+        /// Its work was already replaced.
+        stale: bool,
+    },
+    /// Meets the network target: journalled and submitted, always.
+    Block {
+        /// Hash.
+        hash: BlockHash,
+        /// Its work was already replaced.
+        stale: bool,
+        /// The first block we found on this parent (mining pauses on it until the node
+        /// answers); later ones are siblings of it.
+        first_on_parent: bool,
+        /// Rolled version bits outside the device's mask.
+        outside_mask: bool,
+    },
+}
+
+/// What the checker remembers between results: which results it has seen (duplicates) and on
+/// which parents it already found a block (siblings).
+#[derive(Debug, Default)]
+pub struct ResultLedger {
+    seen: HashMap<JobId, HashSet<(i32, u32)>>,
+    extended: HashSet<BlockHash>,
+}
+
+impl ResultLedger {
+    /// Classify one result against the tip new work builds on. No I/O.
+    pub fn check(&mut self, found: &Found, current_tip: Option<BlockHash>) -> Checked {
+        if self.seen.len() > 4096 {
+            let newest = self.seen.keys().copied().max().unwrap_or(0);
+            self.seen.retain(|id, _| *id + 2048 > newest);
+        }
+        if !self
+            .seen
+            .entry(found.job.id)
+            .or_default()
+            .insert((found.version, found.nonce))
+        {
+            return Checked::Duplicate;
+        }
+        let parent = found.job.work.prev_blockhash();
+        let stale = current_tip.is_some_and(|tip| tip != parent);
+        match verify(&found.job, found.version, found.nonce, found.share_bits) {
+            Verdict::VersionOutsideMask => Checked::VersionOutsideMask,
+            Verdict::HardwareError => Checked::HardwareError,
+            Verdict::Share { hash } => Checked::Share { hash, stale },
+            Verdict::Block { hash, outside_mask } => {
+                if self.extended.len() >= 1000 {
+                    self.extended.clear();
+                }
+                let first_on_parent = self.extended.insert(parent);
+                Checked::Block {
+                    hash,
+                    stale,
+                    first_on_parent,
+                    outside_mask,
+                }
+            }
+        }
+    }
+}
+
 /// The share checker actor: results in, counters and block candidates out.
 #[derive(Debug)]
 pub struct ShareChecker {
@@ -126,118 +208,128 @@ pub struct ShareChecker {
     pub candidates: mpsc::Sender<Candidate>,
     /// The journal: every candidate is written here before it is queued for submission.
     pub journal: Journal,
-    /// Parents of blocks the node refused: siblings found on them are submitted after all.
-    pub refused: mpsc::Receiver<BlockHash>,
     /// Tells the template source to stop mining on a tip we just extended.
     pub found_block: mpsc::Sender<BlockHash>,
     /// Counters.
     pub stats: Stats,
     /// Events.
     pub events: broadcast::Sender<Event>,
-    /// Shutdown.
+    /// The devices have stopped: take no more results, check and journal every one already
+    /// queued, then end (which lets the submitter finish in turn).
+    pub drain: CancellationToken,
+    /// Hard stop: end now.
     pub cancel: CancellationToken,
 }
 
 impl ShareChecker {
-    /// Run until cancelled or every device is gone.
+    /// Run until every device is gone and the queue is drained, or until the hard stop.
     pub async fn run(mut self) {
-        // Seen results per job, pruned as jobs age out.
-        let mut seen: HashMap<JobId, HashSet<(i32, u32)>> = HashMap::new();
-        // Parents we already found a block on: later candidates on them are siblings of our own
-        // block and cannot win anything it doesn't.
-        let mut extended: HashSet<BlockHash> = HashSet::new();
+        let mut ledger = ResultLedger::default();
+        let mut draining = false;
         loop {
             let found = tokio::select! {
-                Some(parent) = self.refused.recv() => {
-                    extended.remove(&parent);
+                biased;
+                _ = self.cancel.cancelled() => break,
+                _ = self.drain.cancelled(), if !draining => {
+                    // Nothing new gets in; what is queued is still delivered below.
+                    draining = true;
+                    self.found.close();
                     continue;
                 }
                 f = self.found.recv() => match f { Some(f) => f, None => break },
-                _ = self.cancel.cancelled() => break,
             };
-            if seen.len() > 4096 {
-                let newest = seen.keys().copied().max().unwrap_or(0);
-                seen.retain(|id, _| *id + 2048 > newest);
-            }
-            if !seen
-                .entry(found.job.id)
-                .or_default()
-                .insert((found.version, found.nonce))
-            {
-                self.stats.update(found.device, |d| d.duplicates += 1);
-                continue;
-            }
             let current_tip = *self.tip.borrow();
-            let stale = current_tip.is_some_and(|tip| tip != found.job.work.prev_blockhash());
-            match verify(&found.job, found.version, found.nonce, found.share_bits) {
-                Verdict::VersionOutsideMask => {
+            match ledger.check(&found, current_tip) {
+                Checked::Duplicate => self.stats.update(found.device, |d| d.duplicates += 1),
+                Checked::VersionOutsideMask => {
                     tracing::warn!(device = %found.device_name, version = format_args!("{:#010x}", found.version),
                         "result rolls version bits outside the mask; dropped");
                     self.stats.update(found.device, |d| d.hardware_errors += 1);
                 }
-                Verdict::HardwareError => self.stats.update(found.device, |d| {
+                Checked::HardwareError => self.stats.update(found.device, |d| {
                     d.hardware_errors += 1;
                     if let Some(chip) = found.chip {
                         d.chip(chip).hardware_errors += 1;
                     }
                 }),
-                Verdict::Share { hash } => self.count_share(&found, &hash, stale),
-                Verdict::Block { hash } => {
+                Checked::Share { hash, stale } => self.count_share(&found, &hash, stale),
+                Checked::Block {
+                    hash,
+                    stale,
+                    first_on_parent,
+                    outside_mask,
+                } => {
                     self.count_share(&found, &hash, stale);
-                    let prev = found.job.work.prev_blockhash();
-                    if extended.contains(&prev) {
-                        tracing::debug!(%hash, "another block on a parent we already extended; not submitted");
-                        continue;
-                    }
-                    let block = match found.job.block(found.version, found.nonce) {
-                        Ok(block) => block,
-                        Err(e) => {
-                            tracing::error!(%hash, error = %e, "could not assemble the block for a candidate");
-                            continue;
-                        }
-                    };
-                    // Re-check the assembled block as the node will: merkle root, witness
-                    // commitment, proof of work. A failure here is our bug; submit anyway, the
-                    // node's verdict says what is wrong and nothing is lost by asking.
-                    let target = found.job.work.template.target;
-                    if !block.check_merkle_root()
-                        || !block.check_witness_commitment()
-                        || block.header.validate_pow(target).is_err()
-                    {
-                        tracing::error!(%hash, "assembled block fails its own consensus checks; submitting for the node's verdict");
-                    }
-                    extended.insert(prev);
-                    if extended.len() > 1000 {
-                        extended.clear();
-                        extended.insert(prev);
-                    }
-                    let height = found.job.work.template.height;
-                    self.stats.update(found.device, |d| d.blocks_found += 1);
-                    let _ = self.found_block.try_send(prev);
-                    // On disk before anything else can go wrong: a shutdown, a crash, or a
-                    // submitter still busy with an earlier block cannot lose it now.
-                    let entry = JournalEntry {
-                        height,
-                        hash: hash.to_string(),
-                        device: found.device_name.clone(),
-                        found_at: crate::work::unix_now(),
-                        block: bitcoin::consensus::encode::serialize_hex(&block),
-                    };
-                    if let Err(e) = self.journal.record(&entry) {
-                        tracing::error!(error = %e, %hash, "could not journal a block candidate; submitting anyway");
-                    }
-                    let candidate = Candidate {
-                        entry,
-                        hash,
-                        parent: prev,
-                        device_index: found.device,
-                        stale_work: stale,
-                    };
-                    if self.candidates.send(candidate).await.is_err() {
-                        tracing::error!(%hash, height, "submitter is gone; the candidate stays in the journal for the next start");
-                    }
+                    self.block_candidate(&found, hash, stale, first_on_parent, outside_mask)
+                        .await;
                 }
             }
+        }
+    }
+
+    /// Journal a hash that meets the network target and hand it to the submitter. Every one
+    /// is kept: the submitter, which knows the node's answers, decides what is pointless.
+    async fn block_candidate(
+        &self,
+        found: &Found,
+        hash: BlockHash,
+        stale: bool,
+        first_on_parent: bool,
+        outside_mask: bool,
+    ) {
+        let prev = found.job.work.prev_blockhash();
+        let height = found.job.work.template.height;
+        if outside_mask {
+            tracing::info!(%hash, device = %found.device_name, version = format_args!("{:#010x}", found.version),
+                "a block with version bits outside the device's mask; submitting it, the node decides");
+        }
+        if !first_on_parent {
+            tracing::info!(%hash, height, device = %found.device_name,
+                "another block on a parent we already found one on; journalled, submitted unless ours holds the height");
+        }
+        // The block straight from its parts, which cannot fail; then our own decoding and
+        // consensus checks. A failure there is our bug, not a reason to withhold the block: it
+        // is submitted all the same and the node's verdict says what is wrong.
+        let bytes = found.job.block_bytes(found.version, found.nonce);
+        let target = found.job.work.template.target;
+        match bitcoin::consensus::deserialize::<bitcoin::Block>(&bytes) {
+            Ok(block) => {
+                if !block.check_merkle_root()
+                    || !block.check_witness_commitment()
+                    || block.header.validate_pow(target).is_err()
+                {
+                    tracing::error!(%hash, "assembled block fails its own consensus checks; submitting for the node's verdict");
+                }
+            }
+            Err(e) => {
+                tracing::error!(%hash, error = %e, "could not decode the assembled block; submitting it from its parts for the node's verdict");
+            }
+        }
+        self.stats.update(found.device, |d| d.blocks_found += 1);
+        if first_on_parent {
+            let _ = self.found_block.try_send(prev);
+        }
+        // On disk before anything else can go wrong: a shutdown, a crash, or a submitter still
+        // busy with an earlier block cannot lose it now.
+        let entry = JournalEntry {
+            height,
+            hash: hash.to_string(),
+            device: found.device_name.clone(),
+            found_at: crate::work::unix_now(),
+            block: hex::encode(&bytes),
+        };
+        if let Err(e) = self.journal.record(&entry) {
+            tracing::error!(error = %e, %hash, "could not journal a block candidate; submitting anyway");
+        }
+        let candidate = Candidate {
+            entry,
+            hash,
+            parent: prev,
+            device_index: found.device,
+            stale_work: stale,
+        };
+        if self.candidates.send(candidate).await.is_err() {
+            tracing::error!(%hash, height, "submitter is gone; the candidate stays in the journal for the next start");
         }
     }
 
@@ -276,7 +368,7 @@ mod verify_tests {
     use crate::template::parse_template;
     use crate::work::{BIP320_MASK, JobFactory, TemplateWork};
 
-    fn job(bits: &str) -> crate::work::Job {
+    pub(super) fn job(bits: &str) -> crate::work::Job {
         let mut gbt = crate::template::tests::sample_gbt(100);
         // Mainnet-like target so that shares and blocks differ.
         gbt["bits"] = serde_json::json!(bits);
@@ -316,5 +408,208 @@ mod verify_tests {
             verify(&easy, easy.version, nonce, 1),
             Verdict::Block { .. }
         ));
+    }
+}
+
+#[cfg(test)]
+mod ledger_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn found(job: &Arc<Job>, version: i32, nonce: u32) -> Found {
+        Found {
+            device: 0,
+            device_name: "d".into(),
+            chip: None,
+            job: job.clone(),
+            version,
+            nonce,
+            share_bits: 1,
+        }
+    }
+
+    /// Nonces whose hash meets the (regtest) network target of `job`.
+    fn block_nonces(job: &Job, version: i32) -> impl Iterator<Item = u32> + '_ {
+        (0u32..).filter(move |n| {
+            job.work
+                .template
+                .target
+                .is_met_by(job.header(version, *n).block_hash())
+        })
+    }
+
+    #[test]
+    fn duplicates_are_caught_per_job_version_and_nonce() {
+        let job = Arc::new(super::verify_tests::job("207fffff"));
+        let tip = Some(job.work.prev_blockhash());
+        let mut ledger = ResultLedger::default();
+        let nonce = block_nonces(&job, job.version).next().unwrap();
+        assert!(matches!(
+            ledger.check(&found(&job, job.version, nonce), tip),
+            Checked::Block { .. }
+        ));
+        assert_eq!(
+            ledger.check(&found(&job, job.version, nonce), tip),
+            Checked::Duplicate
+        );
+        // The same nonce with another rolled version is another header, not a duplicate.
+        let rolled = job.version | 0x0000_2000;
+        assert_ne!(
+            ledger.check(&found(&job, rolled, nonce), tip),
+            Checked::Duplicate
+        );
+    }
+
+    #[test]
+    fn blocks_after_the_first_on_a_parent_are_siblings_and_still_blocks() {
+        let job = Arc::new(super::verify_tests::job("207fffff"));
+        let tip = Some(job.work.prev_blockhash());
+        let mut ledger = ResultLedger::default();
+        let mut nonces = block_nonces(&job, job.version);
+        let first = ledger.check(&found(&job, job.version, nonces.next().unwrap()), tip);
+        let second = ledger.check(&found(&job, job.version, nonces.next().unwrap()), tip);
+        assert!(matches!(
+            first,
+            Checked::Block {
+                first_on_parent: true,
+                stale: false,
+                ..
+            }
+        ));
+        // Before: only logged at debug and dropped. Now a block, journalled and submitted.
+        assert!(matches!(
+            second,
+            Checked::Block {
+                first_on_parent: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn results_for_a_replaced_tip_are_stale_and_blocks_among_them_still_count() {
+        let job = Arc::new(super::verify_tests::job("207fffff"));
+        let other_tip = Some(BlockHash::from_byte_array([7; 32]));
+        let mut ledger = ResultLedger::default();
+        let nonce = block_nonces(&job, job.version).next().unwrap();
+        assert!(matches!(
+            ledger.check(&found(&job, job.version, nonce), other_tip),
+            Checked::Block { stale: true, .. }
+        ));
+        // A share (not a block) on a replaced tip is a stale share. (Both test jobs have id 0:
+        // a ledger of its own.)
+        let mut ledger = ResultLedger::default();
+        let hard = Arc::new(super::verify_tests::job("1d00ffff"));
+        let share_nonce = (0u32..)
+            .find(|n| target_for_zero_bits(1).is_met_by(hard.header(hard.version, *n).block_hash()))
+            .unwrap();
+        assert!(matches!(
+            ledger.check(&found(&hard, hard.version, share_nonce), other_tip),
+            Checked::Share { stale: true, .. }
+        ));
+        assert!(matches!(
+            ledger.check(
+                &found(&hard, hard.version, share_nonce),
+                Some(hard.work.prev_blockhash())
+            ),
+            Checked::Duplicate
+        ));
+    }
+
+    #[test]
+    fn a_block_with_version_bits_outside_the_mask_is_still_a_block() {
+        let job = Arc::new(super::verify_tests::job("207fffff"));
+        let tip = Some(job.work.prev_blockhash());
+        let outside = job.version | 0x0000_1000; // below the BIP320 range
+        let mut ledger = ResultLedger::default();
+        let nonce = block_nonces(&job, outside).next().unwrap();
+        assert!(matches!(
+            ledger.check(&found(&job, outside, nonce), tip),
+            Checked::Block {
+                outside_mask: true,
+                ..
+            }
+        ));
+        // Below the network target it is what it was: a device fault.
+        let hard = Arc::new(super::verify_tests::job("1d00ffff"));
+        assert_eq!(
+            ledger.check(&found(&hard, hard.version | 0x0000_1000, 1), tip),
+            Checked::VersionOutsideMask
+        );
+    }
+}
+
+#[cfg(test)]
+mod checker_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+    use crate::template::parse_template;
+    use crate::work::{BIP320_MASK, JobFactory, TemplateWork};
+
+    #[tokio::test]
+    async fn a_block_that_does_not_decode_here_is_still_journalled_and_submitted() {
+        // A template transaction that is valid hex but not a transaction we can decode: our
+        // assembly of the block fails. The block is journalled and handed to the submitter from
+        // its parts all the same (it was dropped), and the node decides.
+        let mut gbt = crate::template::tests::sample_gbt(100);
+        gbt["transactions"][0]["data"] = serde_json::json!("ff".repeat(100));
+        let template = parse_template(gbt.to_string().as_bytes()).unwrap();
+        let payout =
+            bitcoin::ScriptBuf::from_hex("0014751e76e8199196d454941c45d1b3a323f1433bd6").unwrap();
+        let work = Arc::new(TemplateWork::new(1, template, &payout, b"t", true).unwrap());
+        let job =
+            Arc::new(JobFactory::new(0, Arc::new(AtomicU64::new(0)), BIP320_MASK).next_job(&work));
+        let nonce = (0u32..)
+            .find(|n| {
+                work.template
+                    .target
+                    .is_met_by(job.header(job.version, *n).block_hash())
+            })
+            .unwrap();
+        assert!(job.block(job.version, nonce).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let stats = Stats::default();
+        stats.add_device("d");
+        let (found_tx, found_rx) = mpsc::channel(4);
+        let (candidate_tx, mut candidate_rx) = mpsc::channel(4);
+        let (found_block_tx, _found_block_rx) = mpsc::channel(4);
+        let (_tip_tx, tip_rx) = watch::channel(Some(work.prev_blockhash()));
+        let checker = ShareChecker {
+            found: found_rx,
+            tip: tip_rx,
+            candidates: candidate_tx,
+            journal: journal.clone(),
+            found_block: found_block_tx,
+            stats,
+            events: broadcast::channel(4).0,
+            drain: CancellationToken::new(),
+            cancel: CancellationToken::new(),
+        };
+        let task = tokio::spawn(checker.run());
+        found_tx
+            .send(Found {
+                device: 0,
+                device_name: "d".into(),
+                chip: None,
+                job: job.clone(),
+                version: job.version,
+                nonce,
+                share_bits: 1,
+            })
+            .await
+            .unwrap();
+        drop(found_tx);
+        let candidate = candidate_rx.recv().await.expect("no candidate");
+        assert_eq!(
+            candidate.entry.block,
+            hex::encode(job.block_bytes(job.version, nonce))
+        );
+        assert_eq!(journal.pending().unwrap().len(), 1);
+        task.await.unwrap();
     }
 }

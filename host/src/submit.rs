@@ -5,6 +5,7 @@
 //! confirmed with `getblockhash`. Anything left in `pending/` (node down, daemon killed) is
 //! submitted again at start-up. "Block found" is reported only after the node accepted it.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,9 @@ pub enum Outcome {
     Stale,
     /// The node refused it.
     Rejected,
+    /// The node took it but never confirmed where it ended up (the confirmation kept failing).
+    /// The entry stays in `pending/`: the next start submits it again and asks once more.
+    Unknown,
 }
 
 impl Outcome {
@@ -54,7 +58,59 @@ impl Outcome {
             Outcome::Accepted => "accepted",
             Outcome::Stale => "stale",
             Outcome::Rejected => "rejected",
+            Outcome::Unknown => "pending",
         }
+    }
+}
+
+/// Bitcoin Core RPC errors that are the node's verdict on the block itself, not on the node's
+/// state (src/rpc/protocol.h): the block does not decode (`submitblock` since 0.x), or (Core
+/// before 0.21) "Block does not start with a coinbase". Every other error leaves it pending.
+const FINAL_SUBMIT_ERRORS: [i64; 2] = [-22, -25];
+
+/// What one `submitblock` answer means for the block. Pure: pinned by unit tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitReply {
+    /// The node has the block: `null` (connected), `"duplicate"` (had it already),
+    /// `"inconclusive"` / `"duplicate-inconclusive"` (stored, not connected: a side branch).
+    /// Where it ended up is confirmed against the active chain.
+    Taken {
+        /// The node's word for it ("accepted" for `null`).
+        reason: String,
+        /// Stored but not connected: it may have tied with another block of equal work.
+        inconclusive: bool,
+    },
+    /// The node's final refusal (a BIP22 reason, or an error about the block's encoding).
+    Rejected(String),
+    /// No verdict: the node is down, warming up (-28), busy, refusing credentials, or answered
+    /// something we cannot read. The block stays pending and is sent again.
+    Retry(String),
+}
+
+/// Map a `submitblock` result to what it means (BIP22; Core's `submitblock` in rpc/mining.cpp).
+pub fn classify_submit_reply(reply: Result<serde_json::Value, RpcError>) -> SubmitReply {
+    use serde_json::Value;
+    match reply {
+        Ok(Value::Null) => SubmitReply::Taken {
+            reason: "accepted".into(),
+            inconclusive: false,
+        },
+        Ok(Value::String(s)) if s == "duplicate" => SubmitReply::Taken {
+            reason: s,
+            inconclusive: false,
+        },
+        Ok(Value::String(s)) if s == "inconclusive" || s == "duplicate-inconclusive" => {
+            SubmitReply::Taken {
+                reason: s,
+                inconclusive: true,
+            }
+        }
+        Ok(Value::String(s)) => SubmitReply::Rejected(s),
+        Ok(other) => SubmitReply::Retry(format!("unexpected submitblock reply {other}")),
+        Err(RpcError::Rpc { code, message, .. }) if FINAL_SUBMIT_ERRORS.contains(&code) => {
+            SubmitReply::Rejected(format!("error {code}: {message}"))
+        }
+        Err(e) => SubmitReply::Retry(e.to_string()),
     }
 }
 
@@ -149,76 +205,163 @@ impl Journal {
     }
 }
 
-/// Submit one block until the node gives an answer; transient errors are retried with backoff
-/// (250 ms doubling to 10 s) until `cancel`. Returns `None` if cancelled first.
+/// How long the confirmation of a block the node took may keep failing before its outcome is
+/// called unknown (the block is still journalled and asked about again at the next start).
+pub const CONFIRM_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Sleep `backoff` (then double it, up to 10 s), unless `cancel` fires first (`false`).
+async fn back_off(backoff: &mut Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff) => {}
+        _ = cancel.cancelled() => return false,
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(10));
+    true
+}
+
+/// Submit one block until the node gives a verdict; everything that is not one (unreachable,
+/// timeout, warm-up -28, HTTP 503, a cookie rotated by a restart) is retried with backoff
+/// (250 ms doubling to 10 s) until `cancel`. Returns `None` if cancelled first: the block
+/// stays pending in the journal. The confirmation that follows is retried for
+/// `confirm_deadline` ([`CONFIRM_DEADLINE`] in the daemon).
 pub async fn submit_and_confirm(
     rpc: &RpcClient,
     block_hex: &str,
     height: u32,
     hash: BlockHash,
+    confirm_deadline: Duration,
     cancel: &CancellationToken,
 ) -> Option<(Outcome, String)> {
     let mut backoff = Duration::from_millis(250);
     let mut warned_at: Option<tokio::time::Instant> = None;
-    let reply = loop {
-        match rpc
+    let (reason, inconclusive) = loop {
+        let reply = rpc
             .call::<serde_json::Value>("submitblock", json!([block_hex]))
-            .await
-        {
-            Ok(reply) => break Ok(reply),
-            // Only the node's own verdict (an RPC error object or a BIP22 string) decides a
-            // block's fate. Anything else (unreachable, timeout, a cookie rotated by a restart,
-            // a busy node answering HTTP 503 in plain text) is retried: the block stays pending.
-            Err(e @ RpcError::Rpc { .. }) => break Err(e),
-            Err(e) => {
+            .await;
+        match classify_submit_reply(reply) {
+            SubmitReply::Taken {
+                reason,
+                inconclusive,
+            } => break (reason, inconclusive),
+            SubmitReply::Rejected(reason) => return Some((Outcome::Rejected, reason)),
+            SubmitReply::Retry(error) => {
                 if warned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                    tracing::warn!(%hash, height, error = %e, "cannot submit a block yet; it is journalled, retrying until the node answers");
+                    tracing::warn!(%hash, height, %error, "the node gave no verdict on a block yet; it is journalled, retrying until it does");
                     warned_at = Some(tokio::time::Instant::now());
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = cancel.cancelled() => return None,
+                if !back_off(&mut backoff, cancel).await {
+                    return None;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     };
-    let reason = match reply {
-        // null is acceptance; "duplicate" means the node already has it; "inconclusive" (and
-        // "duplicate-inconclusive") means it was stored but not connected, e.g. on a side
-        // branch. Confirm all of them against the active chain. Any other string is a rejection.
-        Ok(serde_json::Value::Null) => "accepted".to_string(),
-        Ok(serde_json::Value::String(s))
-            if s == "duplicate" || s == "inconclusive" || s == "duplicate-inconclusive" =>
-        {
-            s
-        }
-        Ok(serde_json::Value::String(s)) => return Some((Outcome::Rejected, s)),
-        Ok(other) => {
-            return Some((
-                Outcome::Rejected,
-                format!("unexpected submitblock reply {other}"),
-            ));
-        }
-        Err(e) => return Some((Outcome::Rejected, e.to_string())),
-    };
-    // Confirm: the active chain has our hash at our height.
+    confirm(
+        rpc,
+        height,
+        hash,
+        reason,
+        inconclusive,
+        confirm_deadline,
+        cancel,
+    )
+    .await
+}
+
+/// Where a block the node took ended up: on the active chain at its height (accepted), or not.
+/// A block that lost a tie with another of equal work (`inconclusive`, or beaten to the height
+/// by a block that arrived first) is made the node's preferred tip with `preciousblock`, as
+/// ckpool does, and checked again. Errors are retried for [`CONFIRM_DEADLINE`]; after that the
+/// outcome is [`Outcome::Unknown`], never "stale" on a guess.
+async fn confirm(
+    rpc: &RpcClient,
+    height: u32,
+    hash: BlockHash,
+    reason: String,
+    inconclusive: bool,
+    confirm_deadline: Duration,
+    cancel: &CancellationToken,
+) -> Option<(Outcome, String)> {
+    let deadline = tokio::time::Instant::now() + confirm_deadline;
     let mut backoff = Duration::from_millis(100);
-    loop {
-        match rpc.call::<String>("getblockhash", json!([height])).await {
-            Ok(h) if h == hash.to_string() => return Some((Outcome::Accepted, reason)),
-            Ok(_) => return Some((Outcome::Stale, reason)),
-            Err(RpcError::Rpc { code: -8, .. }) => return Some((Outcome::Stale, reason)), // height not on chain
-            Err(e) if e.is_transient() => {
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = cancel.cancelled() => return None,
+    let mut precious_sent = false;
+    let mut last_error = String::new();
+    while tokio::time::Instant::now() < deadline {
+        if inconclusive && !precious_sent {
+            match precious(rpc, hash).await {
+                Ok(()) => precious_sent = true,
+                Err(e) => {
+                    last_error = e.to_string();
+                    if !back_off(&mut backoff, cancel).await {
+                        return None;
+                    }
+                    continue;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
-            Err(e) => return Some((Outcome::Stale, format!("{reason}; could not confirm: {e}"))),
+        }
+        let at_height = match rpc.call::<String>("getblockhash", json!([height])).await {
+            Ok(h) => Some(h),
+            // -8: the active chain is shorter than our height; our block is not on it.
+            Err(RpcError::Rpc { code: -8, .. }) => None,
+            Err(e) => {
+                last_error = e.to_string();
+                if !back_off(&mut backoff, cancel).await {
+                    return None;
+                }
+                continue;
+            }
+        };
+        if at_height.as_deref() == Some(hash.to_string().as_str()) {
+            let reason = if precious_sent {
+                format!("{reason}; made the preferred tip with preciousblock")
+            } else {
+                reason
+            };
+            return Some((Outcome::Accepted, reason));
+        }
+        if precious_sent {
+            return Some((Outcome::Stale, reason));
+        }
+        match tie_with_tip(rpc, hash).await {
+            Ok(true) => match precious(rpc, hash).await {
+                Ok(()) => precious_sent = true,
+                Err(e) => last_error = e.to_string(),
+            },
+            Ok(false) => return Some((Outcome::Stale, reason)),
+            Err(e) => last_error = e.to_string(),
+        }
+        if !precious_sent && !back_off(&mut backoff, cancel).await {
+            return None;
         }
     }
+    Some((
+        Outcome::Unknown,
+        format!(
+            "{reason}; could not confirm within {}s: {last_error}",
+            confirm_deadline.as_secs()
+        ),
+    ))
+}
+
+/// Whether our block has exactly the chain work of the node's active tip: it tied, and only
+/// the order of arrival decided against it.
+async fn tie_with_tip(rpc: &RpcClient, hash: BlockHash) -> Result<bool, RpcError> {
+    #[derive(serde::Deserialize)]
+    struct HeaderInfo {
+        chainwork: String,
+    }
+    let ours: HeaderInfo = rpc
+        .call("getblockheader", json!([hash.to_string()]))
+        .await?;
+    let best: String = rpc.call("getbestblockhash", json!([])).await?;
+    let tip: HeaderInfo = rpc.call("getblockheader", json!([best])).await?;
+    Ok(ours.chainwork == tip.chainwork)
+}
+
+async fn precious(rpc: &RpcClient, hash: BlockHash) -> Result<(), RpcError> {
+    tracing::info!(%hash, "our block tied with another of equal work; asking the node to prefer it (preciousblock)");
+    rpc.call::<serde_json::Value>("preciousblock", json!([hash.to_string()]))
+        .await
+        .map(|_| ())
 }
 
 /// The submitter actor.
@@ -232,8 +375,6 @@ pub struct Submitter {
     pub candidates: mpsc::Receiver<Candidate>,
     /// Tells the template source that the node has answered for a block (its parent).
     pub refresh: mpsc::Sender<crate::node::source::Refresh>,
-    /// Tells the share checker about refused blocks (their parent).
-    pub refused: mpsc::Sender<BlockHash>,
     /// Counters.
     pub stats: Stats,
     /// Events.
@@ -255,11 +396,18 @@ impl Submitter {
                 }
             };
             if deserialize_hex::<Block>(&entry.block).is_err() {
-                tracing::error!(%hash, "journal entry with an undecodable block left in place");
-                continue;
+                // Ours to decode badly is no reason to withhold it: the node decides.
+                tracing::error!(%hash, "journalled block does not decode here; submitting it for the node's verdict");
             }
-            match submit_and_confirm(&self.rpc, &entry.block, entry.height, hash, &self.cancel)
-                .await
+            match submit_and_confirm(
+                &self.rpc,
+                &entry.block,
+                entry.height,
+                hash,
+                CONFIRM_DEADLINE,
+                &self.cancel,
+            )
+            .await
             {
                 Some((outcome, reason)) => self.report(&entry, hash, usize::MAX, outcome, &reason),
                 None => return Ok(()),
@@ -268,14 +416,34 @@ impl Submitter {
         Ok(())
     }
 
-    /// Run until cancelled.
+    /// Submit candidates until the share checker is gone and every candidate it handed over
+    /// is answered (the graceful end of a shutdown), or until `cancel` (the hard stop: a block
+    /// in flight stays pending in the journal for the next start).
     pub async fn run(mut self) {
+        // Parents on which a block of ours is on the active chain. Another block of ours on the
+        // same parent could only tie with it, so submitting it is provably pointless.
+        let mut won: HashMap<BlockHash, BlockHash> = HashMap::new();
         loop {
             let candidate = tokio::select! {
                 c = self.candidates.recv() => match c { Some(c) => c, None => break },
                 _ = self.cancel.cancelled() => break,
             };
-            let entry = candidate.entry;
+            let entry = &candidate.entry;
+            if let Some(ours) = won.get(&candidate.parent) {
+                let reason = format!(
+                    "sibling of our own block {ours}, already on the active chain at this height"
+                );
+                tracing::info!(height = entry.height, hash = %candidate.hash, device = %entry.device,
+                    "another block on a parent we already extended; not submitted: it could only tie with our own block");
+                self.report(
+                    entry,
+                    candidate.hash,
+                    candidate.device_index,
+                    Outcome::Stale,
+                    &reason,
+                );
+                continue;
+            }
             tracing::info!(height = entry.height, hash = %entry.hash, device = %entry.device,
                 stale_work = candidate.stale_work, "block candidate found; submitting");
             let _ = self.events.send(Event::BlockCandidate {
@@ -288,23 +456,27 @@ impl Submitter {
                 &entry.block,
                 entry.height,
                 candidate.hash,
+                CONFIRM_DEADLINE,
                 &self.cancel,
             )
             .await
             {
                 Some((outcome, reason)) => {
-                    if outcome == Outcome::Rejected {
-                        let _ = self.refused.try_send(candidate.parent);
+                    if outcome == Outcome::Accepted {
+                        if won.len() >= 1000 {
+                            won.clear();
+                        }
+                        won.insert(candidate.parent, candidate.hash);
                     }
                     self.report(
-                        &entry,
+                        entry,
                         candidate.hash,
                         candidate.device_index,
                         outcome,
                         &reason,
                     )
                 }
-                None => break, // stays in pending/ for the next start
+                None => break, // hard stop: stays in pending/ for the next start
             }
             let _ = self
                 .refresh
@@ -320,7 +492,9 @@ impl Submitter {
         outcome: Outcome,
         reason: &str,
     ) {
-        if let Err(e) = self.journal.finish(entry, outcome) {
+        if outcome != Outcome::Unknown
+            && let Err(e) = self.journal.finish(entry, outcome)
+        {
             tracing::warn!(error = %e, hash = %entry.hash, "could not move the journal entry");
         }
         match outcome {
@@ -340,6 +514,15 @@ impl Submitter {
                     hash,
                 });
             }
+            Outcome::Unknown => {
+                tracing::warn!(height = entry.height, %hash, reason,
+                    "the node took the block but its place on the chain could not be confirmed; it stays pending and is checked again at the next start");
+                let _ = self.events.send(Event::BlockUnconfirmed {
+                    height: entry.height,
+                    hash,
+                    reason: reason.to_string(),
+                });
+            }
             Outcome::Rejected => {
                 tracing::error!(height = entry.height, %hash, reason, "BLOCK REJECTED by the node");
                 let _ = self.events.send(Event::BlockRejected {
@@ -349,5 +532,90 @@ impl Submitter {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rpc_error(code: i64, message: &str) -> RpcError {
+        RpcError::Rpc {
+            method: "submitblock".into(),
+            code,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn the_nodes_answers_to_submitblock_map_to_what_they_mean() {
+        let taken = |reason: &str, inconclusive| SubmitReply::Taken {
+            reason: reason.into(),
+            inconclusive,
+        };
+        assert_eq!(
+            classify_submit_reply(Ok(json!(null))),
+            taken("accepted", false)
+        );
+        assert_eq!(
+            classify_submit_reply(Ok(json!("duplicate"))),
+            taken("duplicate", false)
+        );
+        assert_eq!(
+            classify_submit_reply(Ok(json!("inconclusive"))),
+            taken("inconclusive", true)
+        );
+        assert_eq!(
+            classify_submit_reply(Ok(json!("duplicate-inconclusive"))),
+            taken("duplicate-inconclusive", true)
+        );
+        // BIP22 rejection reasons are final.
+        for reason in [
+            "high-hash",
+            "bad-txnmrklroot",
+            "duplicate-invalid",
+            "rejected",
+        ] {
+            assert_eq!(
+                classify_submit_reply(Ok(json!(reason))),
+                SubmitReply::Rejected(reason.into())
+            );
+        }
+        // So is a block the node cannot decode.
+        assert!(matches!(
+            classify_submit_reply(Err(rpc_error(-22, "Block decode failed"))),
+            SubmitReply::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn a_node_that_gives_no_verdict_leaves_the_block_pending() {
+        let retry = |reply| matches!(classify_submit_reply(reply), SubmitReply::Retry(_));
+        // Warming up after a restart (the case that filed blocks as rejected).
+        assert!(retry(Err(rpc_error(-28, "Loading block index…"))));
+        assert!(retry(Err(rpc_error(-28, "Verifying blocks…"))));
+        // Shutting down, misc errors, a method hidden by an rpcwhitelist: not about the block.
+        assert!(retry(Err(rpc_error(-9, "Shutting down"))));
+        assert!(retry(Err(rpc_error(-1, "something"))));
+        assert!(retry(Err(rpc_error(-32601, "Method not found"))));
+        assert!(retry(Err(RpcError::Unreachable {
+            url: "http://127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        })));
+        assert!(retry(Err(RpcError::Timeout {
+            method: "submitblock".into(),
+            timeout: Duration::from_secs(30),
+        })));
+        assert!(retry(Err(RpcError::Auth {
+            detail: "cookie".into()
+        })));
+        assert!(retry(Err(RpcError::Malformed {
+            method: "submitblock".into(),
+            reason: "Service Unavailable".into(),
+        })));
+        // An answer that is neither null nor a string is not a verdict either.
+        assert!(retry(Ok(json!({"weird": true}))));
     }
 }

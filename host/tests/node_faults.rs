@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hearth::daemon::Daemon;
@@ -17,6 +17,21 @@ const PASS: u8 = 0;
 const TRUNCATED_GBT: u8 = 1;
 const BAD_FIELD_GBT: u8 = 2;
 const STALL: u8 = 3;
+/// `submitblock` answered as a restarting node does: -28 "Loading block index…".
+const WARMUP_SUBMIT: u8 = 4;
+/// `getblockhash` answered as an overloaded node does: HTTP 503, plain text.
+const BUSY_CONFIRM: u8 = 5;
+
+/// How many `submitblock` calls the proxy answered with -28.
+static WARMUP_ANSWERS: AtomicUsize = AtomicUsize::new(0);
+
+fn canned(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 /// Read one HTTP/1.1 message (headers + Content-Length body).
 async fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {
@@ -73,6 +88,28 @@ async fn proxy(upstream: String, mode: Arc<AtomicU8>) -> String {
                     if mode.load(Ordering::SeqCst) == STALL {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                         return;
+                    }
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    let canned_reply = match mode.load(Ordering::SeqCst) {
+                        // Bitcoin Core answers an RPC error with HTTP 500 and a JSON body.
+                        WARMUP_SUBMIT if text.contains("\"submitblock\"") => {
+                            WARMUP_ANSWERS.fetch_add(1, Ordering::SeqCst);
+                            Some(canned(
+                                "500 Internal Server Error",
+                                r#"{"result":null,"error":{"code":-28,"message":"Loading block index…"},"id":1}"#,
+                            ))
+                        }
+                        BUSY_CONFIRM if text.contains("\"getblockhash\"") => Some(canned(
+                            "503 Service Unavailable",
+                            "Work queue depth exceeded",
+                        )),
+                        _ => None,
+                    };
+                    if let Some(reply) = canned_reply {
+                        if down.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                        continue;
                     }
                     if up.write_all(&request).await.is_err() {
                         return;
@@ -247,4 +284,141 @@ async fn zmq_is_refused_clearly_when_the_node_has_none() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("built without ZMQ"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_answered_with_warm_up_is_retried_until_the_node_takes_it() {
+    // A node restarting answers -28 "Loading block index…" to submitblock. That is no verdict:
+    // the block stays pending and is sent again until the node answers (it was filed as
+    // rejected, never to be sent again).
+    let node = common::node(&[]).await;
+    let mode = Arc::new(AtomicU8::new(PASS));
+    let url = proxy(format!("127.0.0.1:{}", node.rpc_port), mode.clone()).await;
+    let journal = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config_via(&node, &url, journal.path()))
+        .await
+        .unwrap();
+    let mut events = daemon.events.subscribe();
+    common::accepted_blocks(&mut events, 1, Duration::from_secs(60)).await;
+
+    mode.store(WARMUP_SUBMIT, Ordering::SeqCst);
+    let mut warmed = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while WARMUP_ANSWERS.load(Ordering::SeqCst) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no submitblock reached the proxy"
+        );
+        if let Ok(Ok(Event::BlockCandidate { hash, .. })) =
+            tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+        {
+            warmed.push(hash);
+        }
+    }
+    assert!(
+        !warmed.is_empty(),
+        "the candidate answered with -28 was not seen"
+    );
+    mode.store(PASS, Ordering::SeqCst);
+    // Every block that was answered -28 ends on the chain (accepted_blocks panics on a
+    // rejection).
+    let accepted =
+        common::accepted_blocks(&mut events, warmed.len(), Duration::from_secs(60)).await;
+    for hash in &warmed {
+        assert!(
+            accepted.iter().any(|(_, h)| h == hash),
+            "{hash} not accepted"
+        );
+    }
+    assert_eq!(daemon.journal.entries(hearth::submit::Outcome::Rejected), 0);
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_whose_confirmation_keeps_failing_is_unknown_not_stale() {
+    let node = common::node(&[]).await;
+    let mode = Arc::new(AtomicU8::new(BUSY_CONFIRM));
+    let url = proxy(format!("127.0.0.1:{}", node.rpc_port), mode.clone()).await;
+    let via_proxy = hearth::node::RpcClient::new(
+        url,
+        hearth::node::Auth::Cookie(node.cookie_path()),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let (block, height, hash) = common::solved_block(&node.rpc().unwrap()).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (outcome, reason) = hearth::submit::submit_and_confirm(
+        &via_proxy,
+        &block,
+        height,
+        hash,
+        Duration::from_secs(3),
+        &cancel,
+    )
+    .await
+    .unwrap();
+    // The node has it on its active chain: "stale" would have been a lie.
+    assert_eq!(outcome, hearth::submit::Outcome::Unknown, "{reason}");
+    assert!(reason.contains("could not confirm"), "{reason}");
+    let at_height = common::call(
+        &node.rpc().unwrap(),
+        "getblockhash",
+        serde_json::json!([height]),
+    )
+    .await;
+    assert_eq!(at_height.as_str(), Some(hash.to_string().as_str()));
+    // Once the node answers again, the same block confirms as accepted.
+    mode.store(PASS, Ordering::SeqCst);
+    let (outcome, _) = hearth::submit::submit_and_confirm(
+        &via_proxy,
+        &block,
+        height,
+        hash,
+        Duration::from_secs(30),
+        &cancel,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome, hearth::submit::Outcome::Accepted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_chain_really_stops_hashing_and_resumes() {
+    // The node goes silent; after the grace period the daemon pauses. A chain driven by the
+    // host (sim here, serial on hardware) must stop hashing, not go on with its last job.
+    let node = common::node(&[]).await;
+    let mode = Arc::new(AtomicU8::new(PASS));
+    let url = proxy(format!("127.0.0.1:{}", node.rpc_port), mode.clone()).await;
+    let journal = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(config_via(&node, &url, journal.path()))
+        .await
+        .unwrap();
+    let mut events = daemon.events.subscribe();
+    common::accepted_blocks(&mut events, 1, Duration::from_secs(60)).await;
+    let sim = daemon.sim(0).unwrap();
+    let hashes = || sim.stats().hashes.iter().sum::<u64>();
+
+    mode.store(STALL, Ordering::SeqCst);
+    common::wait_event(&mut events, Duration::from_secs(30), "pause", |e| {
+        matches!(e, Event::Paused { .. })
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !daemon.stats.snapshot()[0].paused {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the device never said it paused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Said paused: the chips hash nothing from here on.
+    let at_pause = hashes();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hashes(), at_pause, "chips kept hashing while paused");
+
+    mode.store(PASS, Ordering::SeqCst);
+    common::accepted_blocks(&mut events, 1, Duration::from_secs(60)).await;
+    assert!(hashes() > at_pause);
+    assert!(!daemon.stats.snapshot()[0].paused);
+    daemon.shutdown().await;
 }

@@ -153,6 +153,13 @@ pub async fn hard_reset<P: OutputPin, D: DelayNs>(
     Ok(())
 }
 
+/// A delay for phases that have none.
+struct NoDelay;
+
+impl DelayNs for NoDelay {
+    async fn delay_ns(&mut self, _ns: u32) {}
+}
+
 /// Sending half of a chain: commands and jobs.
 #[derive(Debug)]
 pub struct ChainTx<W> {
@@ -196,6 +203,51 @@ impl<W: Write> ChainTx<W> {
     /// Flush buffered bytes onto the wire.
     pub async fn flush(&mut self) -> Result<(), W::Error> {
         self.uart.flush().await
+    }
+
+    /// Stop every chip hashing, for real: the hash clock is switched off (PLL0 enable bit
+    /// clear), so the chips neither hash the last job on nor draw hashing power, and they keep
+    /// their configuration and addresses. This is all a host with only the UART (no reset line,
+    /// no power control) can do for a pause. Flushed before it returns.
+    pub async fn stop_hashing(&mut self, init: InitConfig) -> Result<(), W::Error> {
+        self.send_phase(init, 0, Phase::HashClockOff, &mut NoDelay)
+            .await?;
+        self.flush().await
+    }
+
+    /// Start hashing again after [`ChainTx::stop_hashing`], ramping the hash clock up from the
+    /// power-on frequency as bring-up does (`init.ramp_step_delay_ms` per step).
+    pub async fn resume_hashing<D: DelayNs>(
+        &mut self,
+        init: InitConfig,
+        chip_count: u16,
+        delay: &mut D,
+    ) -> Result<(), W::Error> {
+        self.send_phase(init, chip_count, Phase::HashClockOn, delay)
+            .await?;
+        self.flush().await
+    }
+
+    /// Send the steps of a phase that needs no replies and no baud change.
+    async fn send_phase<D: DelayNs>(
+        &mut self,
+        init: InitConfig,
+        chip_count: u16,
+        phase: Phase,
+        delay: &mut D,
+    ) -> Result<(), W::Error> {
+        for step in Sequence::new(self.model, init, chip_count, phase) {
+            match step {
+                Step::Send(command) => self.send(command).await?,
+                Step::Delay(ms) => {
+                    self.flush().await?;
+                    delay.delay_ms(ms).await;
+                }
+                // Not part of these phases: the chips stay at their mining baud.
+                Step::SetHostBaud(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Give the UART writer back.

@@ -40,6 +40,9 @@ pub enum ChainBaud {
 }
 
 impl ChainBaud {
+    /// The values configuration files may name, as a phrase for error messages.
+    pub const ACCEPTED: &'static str = "115200, 1000000 or 3125000";
+
     /// Baud the chips run at.
     pub const fn chip_baud(self) -> u32 {
         match self {
@@ -47,6 +50,55 @@ impl ChainBaud {
             ChainBaud::Fast1M => 1_041_667,
             ChainBaud::Fast3M => 3_125_000,
         }
+    }
+
+    /// The round figure configuration files use for it (board TOMLs, `hearth.toml`).
+    pub const fn nominal(self) -> u32 {
+        match self {
+            ChainBaud::PowerOn => 115_200,
+            ChainBaud::Fast1M => 1_000_000,
+            ChainBaud::Fast3M => 3_125_000,
+        }
+    }
+
+    /// The mining baud a configuration names: its nominal figure or the chips' exact rate.
+    pub const fn from_nominal(baud: u32) -> Option<ChainBaud> {
+        match baud {
+            115_200 => Some(ChainBaud::PowerOn),
+            1_000_000 | 1_041_667 => Some(ChainBaud::Fast1M),
+            3_125_000 => Some(ChainBaud::Fast3M),
+            _ => None,
+        }
+    }
+}
+
+/// A baud a chain cannot run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsupportedBaud(pub u32);
+
+impl core::fmt::Display for UnsupportedBaud {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "baud {} is not one a BM13xx chain runs at: use {}",
+            self.0,
+            ChainBaud::ACCEPTED
+        )
+    }
+}
+
+impl TryFrom<u32> for ChainBaud {
+    type Error = UnsupportedBaud;
+    fn try_from(baud: u32) -> Result<Self, UnsupportedBaud> {
+        ChainBaud::from_nominal(baud).ok_or(UnsupportedBaud(baud))
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for ChainBaud {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let baud = u32::deserialize(deserializer)?;
+        ChainBaud::try_from(baud).map_err(serde::de::Error::custom)
     }
 }
 
@@ -166,6 +218,17 @@ impl ChipModel {
             ChipModel::Bm1397 => 9,
             _ => 11,
         }
+    }
+
+    /// How often a chain gets a fresh job when the tip does not change: before the chips run
+    /// out of search space, not much more often. ESP-Miner's cadence: BM1366 2 s, BM1368/BM1370
+    /// 500 ms; a BM1397 exhausts its 4 midstates in about 40 ms at 425 MHz.
+    pub const fn job_interval(self) -> core::time::Duration {
+        core::time::Duration::from_millis(match self {
+            ChipModel::Bm1366 => 2000,
+            ChipModel::Bm1368 | ChipModel::Bm1370 => 500,
+            ChipModel::Bm1397 => 40,
+        })
     }
 
     /// Default frequency (ESP-Miner defaults, docs §8.1), kHz.

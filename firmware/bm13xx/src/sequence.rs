@@ -94,6 +94,8 @@ enum Op {
     FrequencyRamp,
     /// BM1397: PLL0 divider then PLL0, each written twice, 10 ms apart (ESP-Miner, cgminer).
     FrequencyRampBm1397,
+    /// PLL0 at the configured frequency with its enable bit clear: the hash clock stops.
+    HashClockOff,
     HashCountingNumber,
     Baud,
     Delay(u32),
@@ -198,6 +200,17 @@ const BM1397: &[Op] = &[
     Op::Baud,
 ];
 
+/// Stop hashing on a running chain without a reset line or power control: only the UART.
+const HASH_CLOCK_OFF: &[Op] = &[Op::HashClockOff];
+/// Start it again the way bring-up does: a ramp from the power-on frequency.
+const HASH_CLOCK_ON: &[Op] = &[Op::FrequencyRamp];
+const HASH_CLOCK_ON_BM1397: &[Op] = &[Op::FrequencyRampBm1397];
+
+/// PLL0 parameter bit 30, PLLEN: the PLL (and with it the hash clock) runs only while it is set
+/// (bm13xx-rs `bm13xx-asic/src/pll.rs`: LOCKED bit 31, PLLEN bit 30; every firmware writes the
+/// flag byte as 0x40 or 0x50, i.e. with PLLEN set).
+pub const PLL_ENABLE_BIT: u32 = 1 << 30;
+
 /// Which part of bring-up a [`Sequence`] covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -205,6 +218,11 @@ pub enum Phase {
     PreEnumeration,
     /// After enumeration, once the chip count is known.
     Configure,
+    /// Pause a configured chain: the hash clock is switched off (the chips stop hashing and
+    /// stop drawing hashing power, but keep their configuration and keep answering).
+    HashClockOff,
+    /// Resume after [`Phase::HashClockOff`]: ramp the hash clock up to the configured frequency.
+    HashClockOn,
 }
 
 /// Iterator over the steps of one bring-up phase.
@@ -231,6 +249,9 @@ impl Sequence {
             (Phase::Configure, ChipModel::Bm1368) => BM1368,
             (Phase::Configure, ChipModel::Bm1370) => BM1370,
             (Phase::Configure, ChipModel::Bm1397) => BM1397,
+            (Phase::HashClockOff, _) => HASH_CLOCK_OFF,
+            (Phase::HashClockOn, ChipModel::Bm1397) => HASH_CLOCK_ON_BM1397,
+            (Phase::HashClockOn, _) => HASH_CLOCK_ON,
         };
         Sequence {
             model,
@@ -393,6 +414,16 @@ impl Iterator for Sequence {
                     _ => None,
                 },
                 Op::Delay(ms) => (sub == 0).then_some(Step::Delay(ms)),
+                Op::HashClockOff => (sub == 0).then(|| {
+                    let limits = self.model.pll_limits();
+                    let value = pll::solve(self.config.frequency_khz, &limits)
+                        .map_or(0, |p| p.register_value(&limits));
+                    Self::write(
+                        Destination::All,
+                        addr::PLL0_PARAMETER,
+                        value & !PLL_ENABLE_BIT,
+                    )
+                }),
             };
             match step {
                 Some(Step::Delay(0)) => continue,

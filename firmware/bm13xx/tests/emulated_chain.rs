@@ -404,3 +404,43 @@ async fn a_chain_left_at_the_mining_baud_is_initialised_again() {
     assert_eq!(id >> 16, 0x1370);
     sim.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_hashing_stops_every_chip_and_resume_starts_them_again() {
+    for (model, chips) in [(ChipModel::Bm1370, 4), (ChipModel::Bm1397, 2)] {
+        let mut config = SimConfig::new(model, chips);
+        config.floor_bits = FLOOR_BITS;
+        let options = options(model, chips);
+        let (mut chain, sim) = emulated(config, options);
+        chain.init().await.unwrap();
+        let (mut tx, _rx, mut delay, _) = chain.split();
+        let booked = job(1);
+        if model == ChipModel::Bm1397 {
+            tx.send_midstate_job(&midstate_job(&booked)).await.unwrap();
+        } else {
+            tx.send_job(&booked).await.unwrap();
+        }
+        tx.flush().await.unwrap();
+        let hashes = || sim.stats().hashes;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(hashes().iter().all(|h| *h > 0), "{model}: {:?}", hashes());
+
+        // The hash clock is off: no chip hashes the job on.
+        tx.stop_hashing(options.init).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stopped = hashes();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(hashes(), stopped, "{model}: chips kept hashing");
+
+        tx.resume_hashing(options.init, chips, &mut delay)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let resumed = hashes();
+        assert!(
+            resumed.iter().zip(&stopped).all(|(now, then)| now > then),
+            "{model}: {stopped:?} -> {resumed:?}"
+        );
+        sim.stop();
+    }
+}

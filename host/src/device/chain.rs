@@ -9,6 +9,7 @@ use anyhow::Context;
 use bm13xx::chain::{Chain, ChainEvent, ChainOptions, HostBaud};
 use bm13xx::job::{MidstateJob, midstate_version, roll_version};
 use bm13xx::model::{ChainBaud, ChipModel, JobFormat};
+use bm13xx::sequence::InitConfig;
 use bm13xx::sim::{SimConfig, SimHandle, TokioDelay};
 use bm13xx::tracker::JobTracker;
 use bm13xx::verify::midstate;
@@ -20,21 +21,17 @@ use crate::events::Event;
 use crate::share::Found;
 use crate::work::{Job, TemplateWork};
 
-/// How often a chain gets a fresh job when the tip does not change (ESP-Miner's cadence:
-/// BM1366 2 s, BM1368/BM1370 500 ms; BM1397 exhausts 4 midstates in ~40 ms at 425 MHz).
-pub fn job_interval(model: ChipModel) -> Duration {
-    match model {
-        ChipModel::Bm1366 => Duration::from_millis(2000),
-        ChipModel::Bm1368 | ChipModel::Bm1370 => Duration::from_millis(500),
-        ChipModel::Bm1397 => Duration::from_millis(40),
-    }
-}
+/// How long a stopping chain device keeps reading nonces the chips already sent.
+const STOP_DRAIN: Duration = Duration::from_millis(200);
 
-/// Drive an initialised chain: send jobs, turn nonces into results.
+/// Drive an initialised chain: send jobs, turn nonces into results. With no work (paused), the
+/// chips' hash clock is switched off so they stop hashing for real; it is switched on again
+/// with the next work. On shutdown the chips are stopped the same way and the nonces already on
+/// the wire are still read and handed over.
 async fn mine_chain<W, R, B>(
     chain: Chain<W, R, TokioDelay, B>,
     ctx: &mut DeviceContext,
-    model: ChipModel,
+    init: InitConfig,
     chips: u16,
     share_bits: u32,
     interval: Duration,
@@ -44,17 +41,25 @@ where
     R: embedded_io_async::Read<Error = std::io::Error>,
     B: HostBaud,
 {
-    let (mut tx, mut rx, _, _) = chain.split();
+    let model = chain.model();
+    let (mut tx, mut rx, mut delay, _) = chain.split();
     let mut jobs: JobTracker<Arc<Job>> = JobTracker::with_ids(model.job_id_count());
     let mut work: Option<Arc<TemplateWork>> = ctx.work.borrow_and_update().clone();
+    let mut hashing = true;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if work.is_none() && hashing {
+            tx.stop_hashing(init).await?;
+            hashing = false;
+            ctx.stats.update(ctx.index, |d| d.paused = true);
+            tracing::info!(device = %ctx.name, "paused: chips stopped (hash clock off)");
+        }
         let send_now = tokio::select! {
-            _ = ctx.cancel.cancelled() => return Ok(()),
+            _ = ctx.cancel.cancelled() => break,
             changed = ctx.work.changed() => {
                 if changed.is_err() {
-                    return Ok(()); // daemon gone
+                    break; // daemon gone
                 }
                 work = ctx.work.borrow_and_update().clone();
                 tick.reset();
@@ -63,25 +68,10 @@ where
             _ = tick.tick() => true,
             event = rx.next_event() => {
                 let event = event.map_err(|e| anyhow::anyhow!("chain UART: {e:?}"))?;
-                if let ChainEvent::Nonce(reply) = event
-                    && let Some(job) = jobs.get(reply.job_id)
+                if let Some(found) = nonce_result(event, &jobs, ctx, model, chips, share_bits)
+                    && ctx.found.send(found).await.is_err()
                 {
-                    let version = match model.job_format() {
-                        JobFormat::FullHeader => roll_version(job.version as u32, reply.version_bits, job.version_mask),
-                        JobFormat::Midstate => midstate_version(job.version as u32, job.version_mask, reply.midstate_index),
-                    } as i32;
-                    let found = Found {
-                        device: ctx.index,
-                        device_name: ctx.name.clone(),
-                        chip: Some(reply.chip_index(model, chips)),
-                        job: job.clone(),
-                        version,
-                        nonce: reply.nonce,
-                        share_bits,
-                    };
-                    if ctx.found.send(found).await.is_err() {
-                        return Ok(());
-                    }
+                    return Ok(());
                 }
                 false
             }
@@ -90,6 +80,12 @@ where
             continue;
         }
         let Some(w) = &work else { continue };
+        if !hashing {
+            tx.resume_hashing(init, chips, &mut delay).await?;
+            hashing = true;
+            ctx.stats.update(ctx.index, |d| d.paused = false);
+            tracing::info!(device = %ctx.name, "resumed: hash clock on");
+        }
         let job = Arc::new(ctx.factory.next_job(w));
         let id = jobs.insert(job.clone());
         match model.job_format() {
@@ -98,6 +94,59 @@ where
         }
         tx.flush().await?;
     }
+    // Stopping: nobody will send work or read results any more, so the chips must not go on
+    // hashing; what they already sent is still a result (it may be a block).
+    if hashing {
+        tx.stop_hashing(init).await?;
+    }
+    let drain = tokio::time::sleep(STOP_DRAIN);
+    tokio::pin!(drain);
+    loop {
+        tokio::select! {
+            _ = &mut drain => break,
+            event = rx.next_event() => {
+                let Ok(event) = event else { break };
+                if let Some(found) = nonce_result(event, &jobs, ctx, model, chips, share_bits)
+                    && ctx.found.send(found).await.is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The result a nonce reply stands for, if it belongs to a job we sent.
+fn nonce_result(
+    event: ChainEvent,
+    jobs: &JobTracker<Arc<Job>>,
+    ctx: &DeviceContext,
+    model: ChipModel,
+    chips: u16,
+    share_bits: u32,
+) -> Option<Found> {
+    let ChainEvent::Nonce(reply) = event else {
+        return None;
+    };
+    let job = jobs.get(reply.job_id)?;
+    let version = match model.job_format() {
+        JobFormat::FullHeader => {
+            roll_version(job.version as u32, reply.version_bits, job.version_mask)
+        }
+        JobFormat::Midstate => {
+            midstate_version(job.version as u32, job.version_mask, reply.midstate_index)
+        }
+    } as i32;
+    Some(Found {
+        device: ctx.index,
+        device_name: ctx.name.clone(),
+        chip: Some(reply.chip_index(model, chips)),
+        job: job.clone(),
+        version,
+        nonce: reply.nonce,
+        share_bits,
+    })
 }
 
 /// A BM1397 job: four midstates for four versions stepped inside the mask.
@@ -164,10 +213,10 @@ where
     mine_chain(
         chain,
         ctx,
-        model,
+        options.init,
         info.chip_count,
         share_bits,
-        job_interval(model),
+        model.job_interval(),
     )
     .await
 }

@@ -93,7 +93,7 @@ fn hash_thread(
     device_name: String,
     shared: Arc<Shared>,
     stop: Arc<std::sync::atomic::AtomicBool>,
-    found: tokio::sync::mpsc::Sender<Found>,
+    found: super::ResultSender,
 ) {
     while !stop.load(Ordering::Relaxed) {
         let generation = shared.generation.load(Ordering::SeqCst);

@@ -34,7 +34,7 @@ pub struct DeviceContext {
     /// Current work; `None` means stop hashing.
     pub work: watch::Receiver<Option<Arc<TemplateWork>>>,
     /// Results.
-    pub found: mpsc::Sender<Found>,
+    pub found: ResultSender,
     /// Job cutter with this device's extranonce prefix.
     pub factory: JobFactory,
     /// Counters.
@@ -43,6 +43,39 @@ pub struct DeviceContext {
     pub events: broadcast::Sender<Event>,
     /// Shutdown.
     pub cancel: CancellationToken,
+}
+
+/// Where a device sends its results: the share checker's queue. Every result handed over is
+/// counted ([`crate::events::DeviceStats::results`]), so that "every result was checked" can
+/// be verified: after a shutdown, a device's results equal its shares, stale results,
+/// duplicates and hardware errors together.
+#[derive(Debug, Clone)]
+pub struct ResultSender {
+    tx: mpsc::Sender<Found>,
+    stats: Stats,
+}
+
+impl ResultSender {
+    /// Wrap the share checker's queue.
+    pub fn new(tx: mpsc::Sender<Found>, stats: Stats) -> Self {
+        ResultSender { tx, stats }
+    }
+
+    /// Queue a result; `Err` when the share checker is gone.
+    pub async fn send(&self, found: Found) -> Result<(), mpsc::error::SendError<Found>> {
+        let device = found.device;
+        self.tx.send(found).await?;
+        self.stats.update(device, |d| d.results += 1);
+        Ok(())
+    }
+
+    /// Queue a result from a thread outside the runtime.
+    pub fn blocking_send(&self, found: Found) -> Result<(), mpsc::error::SendError<Found>> {
+        let device = found.device;
+        self.tx.blocking_send(found)?;
+        self.stats.update(device, |d| d.results += 1);
+        Ok(())
+    }
 }
 
 /// A mining device driver.

@@ -146,22 +146,42 @@ impl Job {
         }
     }
 
-    /// The full block for a rolled version and nonce.
+    /// The block's consensus bytes, straight from its parts: header, transaction count, the
+    /// coinbase (in witness form when the block commits to witnesses) and the template's
+    /// transactions as the node sent them. Nothing is decoded, so this cannot fail: a block
+    /// that our own decoding chokes on is still submitted, and the node decides.
+    pub fn block_bytes(&self, version: i32, nonce: u32) -> Vec<u8> {
+        let txs = &self.work.template.transactions;
+        let mut bytes = serialize(&self.header(version, nonce));
+        bytes.extend_from_slice(&serialize(&VarInt(txs.len() as u64 + 1)));
+        let coinbase = self.work.coinbase.legacy_bytes(&self.extranonce);
+        if self.work.coinbase.has_witness_commitment && coinbase.len() >= 8 {
+            // BIP144: version, marker 0x00, flag 0x01, inputs and outputs, then one witness
+            // stack for the one input (the 32-byte reserved value, BIP141), then lock time.
+            let (body, lock_time) = coinbase.split_at(coinbase.len() - 4);
+            bytes.extend_from_slice(&body[..4]);
+            bytes.extend_from_slice(&[0x00, 0x01]);
+            bytes.extend_from_slice(&body[4..]);
+            bytes.extend_from_slice(&[0x01, 0x20]);
+            bytes.extend_from_slice(&[0u8; 32]);
+            bytes.extend_from_slice(lock_time);
+        } else {
+            bytes.extend_from_slice(&coinbase);
+        }
+        for tx in txs {
+            bytes.extend_from_slice(&tx.bytes());
+        }
+        bytes
+    }
+
+    /// The full block for a rolled version and nonce, decoded (for our own consensus checks
+    /// before submission).
     pub fn block(
         &self,
         version: i32,
         nonce: u32,
     ) -> Result<Block, bitcoin::consensus::encode::Error> {
-        let mut bytes = serialize(&self.header(version, nonce));
-        let txs = &self.work.template.transactions;
-        bytes.extend_from_slice(&serialize(&VarInt(txs.len() as u64 + 1)));
-        bytes.extend_from_slice(&serialize(
-            &self.work.coinbase.transaction(&self.extranonce)?,
-        ));
-        for tx in txs {
-            bytes.extend_from_slice(&tx.bytes());
-        }
-        bitcoin::consensus::deserialize(&bytes)
+        bitcoin::consensus::deserialize(&self.block_bytes(version, nonce))
     }
 
     /// The job as a BM13xx full-header job (the chip job id is filled in by the driver).
@@ -269,6 +289,30 @@ mod tests {
         assert!(job.version_allowed(job.version | 0x1234_6000u32 as i32 & BIP320_MASK as i32));
         assert!(!job.version_allowed(job.version | 0x4000_0000));
         assert!(!job.version_allowed(job.version | 0x0000_1000));
+    }
+
+    #[test]
+    fn a_block_from_its_parts_is_the_block_rust_bitcoin_builds() {
+        let w = work();
+        assert!(w.coinbase.has_witness_commitment);
+        let job = JobFactory::new(3, Arc::new(AtomicU64::new(0)), BIP320_MASK).next_job(&w);
+        let (version, nonce) = (job.version | 0x0002_0000, 0xDEAD_BEEF);
+        let expected = Block {
+            header: job.header(version, nonce),
+            txdata: std::iter::once(w.coinbase.transaction(&job.extranonce).unwrap())
+                .chain(
+                    w.template
+                        .transactions
+                        .iter()
+                        .map(|t| bitcoin::consensus::deserialize(&t.bytes()).unwrap()),
+                )
+                .collect(),
+        };
+        assert_eq!(
+            job.block_bytes(version, nonce),
+            bitcoin::consensus::serialize(&expected)
+        );
+        assert_eq!(job.block(version, nonce).unwrap(), expected);
     }
 
     #[test]

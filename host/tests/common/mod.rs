@@ -274,3 +274,31 @@ pub fn spend_p2wpkh(
     tx.input[0].witness = Witness::p2wpkh(&signature, &key.public.0);
     tx
 }
+
+/// A block solved here (on the CPU; regtest targets are easy) from the node's own template,
+/// not submitted: its consensus hex, height and hash.
+pub async fn solved_block(rpc: &RpcClient) -> (String, u32, bitcoin::BlockHash) {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use hearth::work::{BIP320_MASK, JobFactory, TemplateWork};
+    let template = hearth::node::source::fetch_template(rpc, None, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (_, payout) = address("P2WPKH");
+    let work = Arc::new(TemplateWork::new(1, template, &payout, b"/solved here/", true).unwrap());
+    let job = JobFactory::new(9, Arc::new(AtomicU64::new(0)), BIP320_MASK).next_job(&work);
+    let nonce = (0u32..)
+        .find(|n| {
+            work.template
+                .target
+                .is_met_by(job.header(job.version, *n).block_hash())
+        })
+        .unwrap();
+    let hash = job.header(job.version, nonce).block_hash();
+    (
+        hex::encode(job.block_bytes(job.version, nonce)),
+        work.template.height,
+        hash,
+    )
+}

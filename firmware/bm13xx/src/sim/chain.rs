@@ -90,6 +90,12 @@ impl Chip {
         self.registers.get(&register).copied().unwrap_or(0)
     }
 
+    /// Whether the hash clock runs: PLL0's enable bit (set from power-on; cleared by
+    /// [`crate::sequence::Phase::HashClockOff`]).
+    pub fn hash_clock_running(&self) -> bool {
+        self.register(addr::PLL0_PARAMETER) & crate::sequence::PLL_ENABLE_BIT != 0
+    }
+
     /// Whether hardware version rolling is on (0xA4 bit 31), which also makes replies 11 bytes.
     pub fn version_rolling(&self, model: ChipModel) -> bool {
         model != ChipModel::Bm1397 && self.register(addr::VERSION_ROLLING) & 0x8000_0000 != 0

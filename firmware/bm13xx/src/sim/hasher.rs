@@ -111,7 +111,7 @@ pub(super) fn run(
 fn snapshot(shared: &Shared, position: usize) -> Option<Snapshot> {
     let state = shared.state.lock().ok()?;
     let chip = state.chips.get(position)?;
-    if chip.dead {
+    if chip.dead || !chip.hash_clock_running() {
         return None;
     }
     let job = chip.current.clone()?;

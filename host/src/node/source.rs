@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::rpc::{RpcClient, RpcError};
 use crate::events::Event;
 use crate::template::{BlockTemplate, parse_template_reply};
-use crate::work::TemplateWork;
+use crate::work::{TemplateWork, ntime_may_roll};
 
 /// Why the template source should fetch a template now. (The submitter's answers have their own
 /// unbounded channel, [`TemplateSource::submitted`], so a burst of these can never drop one.)
@@ -378,7 +378,10 @@ impl TemplateSource {
             &self.config.tag,
             new_tip,
         ) {
-            Ok(work) => {
+            Ok(mut work) => {
+                if !ntime_may_roll(self.config.network, &work.template) {
+                    work.max_ntime_ahead = 0;
+                }
                 let work = Arc::new(work);
                 state.current = Some(work.clone());
                 if state.paused.take().is_some() {

@@ -43,6 +43,27 @@ pub struct TemplateWork {
     pub received_at: Instant,
     /// Whether this template builds on a new tip (old work is stale) or refreshes fees.
     pub new_tip: bool,
+    /// How far ntime may run past `curtime`: [`MAX_NTIME_AHEAD_SECS`], or 0 where a later time
+    /// would need other `bits` (see [`ntime_may_roll`]).
+    pub max_ntime_ahead: u32,
+}
+
+/// Compact form of the proof-of-work limit of testnet3 and testnet4.
+const TESTNET_POW_LIMIT_BITS: u32 = 0x1d00_ffff;
+
+/// Whether ntime may roll forward from `curtime` for `template` on `network`. On testnet3 and
+/// testnet4 a block more than 20 minutes after its parent must have the minimum-difficulty
+/// `bits`, and one before must not (pow.cpp `GetNextWorkRequired`, checked exactly by
+/// `bad-diffbits`). Core picked the template's `bits` for `curtime`; if they are not the minimum
+/// difficulty, a later ntime could cross the 20-minute mark and make the block invalid, so
+/// ntime stays at `curtime` and the next template (fee refresh, with the new `bits`) moves on.
+pub fn ntime_may_roll(network: bitcoin::Network, template: &BlockTemplate) -> bool {
+    match network {
+        bitcoin::Network::Testnet | bitcoin::Network::Testnet4 => {
+            template.bits.to_consensus() == TESTNET_POW_LIMIT_BITS
+        }
+        _ => true,
+    }
 }
 
 impl TemplateWork {
@@ -82,6 +103,7 @@ impl TemplateWork {
             branch,
             received_at: Instant::now(),
             new_tip,
+            max_ntime_ahead: MAX_NTIME_AHEAD_SECS,
         })
     }
 
@@ -101,7 +123,8 @@ impl TemplateWork {
     }
 
     /// ntime for a job cut now: the node's `curtime` advanced by the time since the template
-    /// arrived, at least `mintime`, at most `curtime + MAX_NTIME_AHEAD_SECS`.
+    /// arrived, at least `mintime`, at most `curtime + max_ntime_ahead` (normally
+    /// [`MAX_NTIME_AHEAD_SECS`]).
     pub fn ntime_now(&self) -> u32 {
         self.ntime_after(self.received_at.elapsed())
     }
@@ -114,7 +137,7 @@ impl TemplateWork {
         // the parser refuses templates whose mintime is more than 2 hours past curtime.
         t.curtime
             .saturating_add(elapsed)
-            .min(t.curtime.saturating_add(MAX_NTIME_AHEAD_SECS))
+            .min(t.curtime.saturating_add(self.max_ntime_ahead))
             .max(t.mintime)
     }
 }
@@ -364,6 +387,38 @@ mod tests {
         assert_eq!(w.ntime_after(Duration::from_secs(30 * 86_400)), cap);
         // Beyond u32 seconds as well.
         assert_eq!(w.ntime_after(Duration::from_secs(u64::MAX)), cap);
+    }
+
+    #[test]
+    fn testnet_ntime_does_not_cross_the_20_minute_rule() {
+        use bitcoin::Network;
+        let with_bits = |bits: &'static str, target: &'static str| {
+            work_with(move |t| {
+                t["bits"] = serde_json::json!(bits);
+                t["target"] = serde_json::json!(target);
+            })
+        };
+        let normal = with_bits(
+            "1c0ffff0",
+            "000000000ffff000000000000000000000000000000000000000000000000000",
+        );
+        let minimum = with_bits(
+            "1d00ffff",
+            "00000000ffff0000000000000000000000000000000000000000000000000000",
+        );
+        for net in [Network::Testnet, Network::Testnet4] {
+            assert!(!ntime_may_roll(net, &normal.template), "{net}");
+            assert!(ntime_may_roll(net, &minimum.template), "{net}");
+        }
+        for net in [Network::Bitcoin, Network::Signet, Network::Regtest] {
+            assert!(ntime_may_roll(net, &normal.template), "{net}");
+        }
+        let mut frozen = Arc::try_unwrap(normal).unwrap();
+        frozen.max_ntime_ahead = 0;
+        assert_eq!(
+            frozen.ntime_after(Duration::from_secs(3600)),
+            frozen.template.curtime
+        );
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 )
                 .await?;
                 println!("  node is on {} at height {}", info.chain, info.blocks);
+                if validated.network == bitcoin::Network::Signet {
+                    crate::node::ready::check_signet_challenge(&info)?;
+                    println!("  the signet's block challenge needs no signature");
+                }
                 crate::node::ready::check_payout(&rpc, &validated.address, &validated.payout)
                     .await?;
                 println!("  the node derives the same payout script");

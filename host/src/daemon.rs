@@ -7,7 +7,7 @@
 //! TemplateSource --watch work--> devices --mpsc Found--> ShareChecker --mpsc Candidate--> Submitter
 //!      ^   ^                                                  |                             |
 //!      |   +----------------- found_block (pause) ------------+                             |
-//!      +--------------------- refresh after each submission --------------------------------+
+//!      +--------------------- submitted (unbounded: never dropped) -------------------------+
 //! ```
 
 use std::sync::atomic::AtomicU64;
@@ -73,6 +73,13 @@ impl Daemon {
         let rpc = RpcClient::new(&config.rpc_url, config.auth.clone(), config.rpc_timeout)?;
         let info = ready::wait_ready(&rpc, config.network, config.startup_timeout).await?;
         tracing::info!(chain = %info.chain, height = info.blocks, node = %config.rpc_url, "node ready");
+        if config.network == bitcoin::Network::Signet {
+            ready::check_signet_challenge(&info)?;
+            tracing::info!(
+                challenge = info.signet_challenge.as_deref().unwrap_or_default(),
+                "signet challenge needs no signature; blocks carry no signet solution"
+            );
+        }
         ready::check_payout(&rpc, &config.address, &config.payout).await?;
         tracing::info!(address = %config.address, "payout address confirmed by the node");
         if let Some(endpoint) = &config.config.node.zmq_hashblock {
@@ -94,12 +101,13 @@ impl Daemon {
         let (candidate_tx, candidate_rx) = mpsc::channel(256);
         let (found_block_tx, found_block_rx) = mpsc::channel(16);
         let (refresh_tx, refresh_rx) = mpsc::channel(16);
+        let (submitted_tx, submitted_rx) = mpsc::unbounded_channel();
 
         let submitter = Submitter {
             rpc: rpc.clone(),
             journal: journal.clone(),
             candidates: candidate_rx,
-            refresh: refresh_tx.clone(),
+            submitted: submitted_tx,
             stats: stats.clone(),
             events: events.clone(),
             cancel: cancel.clone(),
@@ -133,6 +141,7 @@ impl Daemon {
         let source = TemplateSource {
             rpc: rpc.clone(),
             config: SourceConfig {
+                network: config.network,
                 payout: config.payout.clone(),
                 tag: config.config.payout.tag.as_bytes().to_vec(),
                 poll_interval: config.poll_interval,
@@ -143,6 +152,7 @@ impl Daemon {
             tip: tip_tx,
             found_block: found_block_rx,
             refresh: refresh_rx,
+            submitted: submitted_rx,
             events: events.clone(),
             cancel: cancel.clone(),
         };

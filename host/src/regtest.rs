@@ -66,11 +66,14 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A running regtest node. Stopped (and killed if need be) on drop.
+/// A running test node: regtest, or a custom signet ([`RegtestNode::start_signet`]). Stopped
+/// (and killed if need be) on drop.
 #[derive(Debug)]
 pub struct RegtestNode {
     child: Option<Child>,
     binary: PathBuf,
+    /// Core's chain name (`regtest`, `signet`); also the data dir's subdirectory.
+    chain: &'static str,
     /// Data directory (temporary unless given).
     pub datadir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -84,13 +87,35 @@ pub struct RegtestNode {
 impl RegtestNode {
     /// Start bitcoind on regtest in a fresh temporary directory.
     pub fn start(binary: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_chain(binary, "regtest", extra_args)
+    }
+
+    /// Start bitcoind on a fresh custom signet whose block challenge is `challenge` (hex, e.g.
+    /// `51` for OP_TRUE, which Hearth can mine: its blocks need about 2^22 hashes).
+    pub fn start_signet(
+        binary: &Path,
+        challenge: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut args = vec![format!("-signetchallenge={challenge}")];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start_chain(binary, "signet", &args)
+    }
+
+    fn start_chain(
+        binary: &Path,
+        chain: &'static str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let tmp = tempfile::Builder::new()
-            .prefix("hearth-regtest-")
+            .prefix(&format!("hearth-{chain}-"))
             .tempdir()?;
         let datadir = tmp.path().to_path_buf();
         let mut node = RegtestNode {
             child: None,
             binary: binary.to_path_buf(),
+            chain,
             datadir,
             _tmp: Some(tmp),
             rpc_port: free_port()?,
@@ -103,7 +128,7 @@ impl RegtestNode {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let child = Command::new(&self.binary)
-            .arg("-regtest")
+            .arg(format!("-chain={}", self.chain))
             .arg(format!("-datadir={}", self.datadir.display()))
             .arg(format!("-rpcport={}", self.rpc_port))
             .arg(format!("-port={}", self.p2p_port))
@@ -130,9 +155,14 @@ impl RegtestNode {
         format!("http://127.0.0.1:{}", self.rpc_port)
     }
 
-    /// Cookie file the node writes.
+    /// Core's chain name: `regtest` or `signet`.
+    pub fn chain(&self) -> &'static str {
+        self.chain
+    }
+
+    /// Cookie file the node writes (in the chain's subdirectory: `regtest/`, `signet/`).
     pub fn cookie_path(&self) -> PathBuf {
-        self.datadir.join("regtest/.cookie")
+        self.datadir.join(self.chain).join(".cookie")
     }
 
     /// An RPC client using the cookie.

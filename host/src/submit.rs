@@ -373,8 +373,9 @@ pub struct Submitter {
     pub journal: Journal,
     /// Candidates from the share checker.
     pub candidates: mpsc::Receiver<Candidate>,
-    /// Tells the template source that the node has answered for a block (its parent).
-    pub refresh: mpsc::Sender<crate::node::source::Refresh>,
+    /// Tells the template source that the node has answered for a block (its parent). Unbounded
+    /// so the notice can never be dropped: one message per found block bounds it.
+    pub submitted: mpsc::UnboundedSender<BlockHash>,
     /// Counters.
     pub stats: Stats,
     /// Events.
@@ -478,9 +479,8 @@ impl Submitter {
                 }
                 None => break, // hard stop: stays in pending/ for the next start
             }
-            let _ = self
-                .refresh
-                .try_send(crate::node::source::Refresh::Submitted(candidate.parent));
+            // Fails only when the template source is gone (shutdown).
+            let _ = self.submitted.send(candidate.parent);
         }
     }
 

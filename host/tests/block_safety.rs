@@ -130,9 +130,14 @@ async fn a_shutdown_journals_every_queued_result_and_submits_the_candidates() {
     // submit before it returns; cancelling everything at once dropped them.
     let node = common::node(&[]).await;
     let rpc = node.rpc().unwrap();
-    let template = hearth::node::source::fetch_template(&rpc, None, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let template = hearth::node::source::fetch_template(
+        &rpc,
+        bitcoin::Network::Regtest,
+        None,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     let parent = template.prev_blockhash;
     let (_, payout) = common::address("P2WPKH");
     let work = Arc::new(TemplateWork::new(1, template, &payout, b"/burst/", true).unwrap());
@@ -147,7 +152,7 @@ async fn a_shutdown_journals_every_queued_result_and_submits_the_candidates() {
     let (found_tx, found_rx) = mpsc::channel(1024);
     let (candidate_tx, candidate_rx) = mpsc::channel(256);
     let (found_block_tx, _found_block_rx) = mpsc::channel(16);
-    let (refresh_tx, _refresh_rx) = mpsc::channel(16);
+    let (submitted_tx, _submitted_rx) = mpsc::unbounded_channel();
     let (_tip_tx, tip_rx) = watch::channel::<Option<BlockHash>>(Some(parent));
     let (drain, hard_stop, pipeline) = (
         CancellationToken::new(),
@@ -166,7 +171,7 @@ async fn a_shutdown_journals_every_queued_result_and_submits_the_candidates() {
             rpc: rpc.clone(),
             journal: journal.clone(),
             candidates: candidate_rx,
-            refresh: refresh_tx,
+            submitted: submitted_tx,
             stats: stats.clone(),
             events: events.clone(),
             cancel: hard_stop.clone(),

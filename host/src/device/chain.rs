@@ -13,6 +13,7 @@ use bm13xx::sequence::InitConfig;
 use bm13xx::sim::{SimConfig, SimHandle, TokioDelay};
 use bm13xx::tracker::JobTracker;
 use bm13xx::verify::midstate;
+use bm13xx::{Command, Destination, register};
 use embedded_io_adapters::tokio_1::FromTokio;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -35,6 +36,7 @@ async fn mine_chain<W, R, B>(
     chips: u16,
     share_bits: u32,
     interval: Duration,
+    mut chip_mask: u32,
 ) -> anyhow::Result<()>
 where
     W: embedded_io_async::Write<Error = std::io::Error>,
@@ -87,6 +89,21 @@ where
             tracing::info!(device = %ctx.name, "resumed: hash clock on");
         }
         let job = Arc::new(ctx.factory.next_job(w));
+        // Full-header chips roll the version bits of their 0xA4 register, chip-wide: keep it
+        // equal to the job's mask (which shrinks when a template sets bits inside BIP320), or the
+        // chips would roll, and so clear, the template's bits and every nonce would fail to
+        // verify. Midstate chips roll nothing themselves: the host steps the versions.
+        if model.job_format() == JobFormat::FullHeader && job.version_mask != chip_mask {
+            tx.send(Command::WriteRegister {
+                to: Destination::All,
+                register: register::addr::VERSION_ROLLING,
+                value: register::version_rolling(job.version_mask),
+            })
+            .await?;
+            tracing::debug!(device = %ctx.name, mask = format_args!("{:#010x}", job.version_mask),
+                "chip version-rolling mask changed");
+            chip_mask = job.version_mask;
+        }
         let id = jobs.insert(job.clone());
         match model.job_format() {
             JobFormat::FullHeader => tx.send_job(&job.chip_job(id)).await?,
@@ -217,6 +234,7 @@ where
         info.chip_count,
         share_bits,
         model.job_interval(),
+        options.init.version_mask,
     )
     .await
 }

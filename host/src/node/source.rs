@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoin::{BlockHash, ScriptBuf};
+use bitcoin::{BlockHash, Network, ScriptBuf};
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -18,14 +18,12 @@ use tokio_util::sync::CancellationToken;
 use super::rpc::{RpcClient, RpcError};
 use crate::events::Event;
 use crate::template::{BlockTemplate, parse_template_reply};
-use crate::work::TemplateWork;
+use crate::work::{TemplateWork, ntime_may_roll};
 
-/// Why the template source should fetch a template now.
+/// Why the template source should fetch a template now. (The submitter's answers have their own
+/// unbounded channel, [`TemplateSource::submitted`], so a burst of these can never drop one.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refresh {
-    /// The submitter has the node's answer for our block on this parent: stop waiting on it,
-    /// whatever the answer was.
-    Submitted(BlockHash),
     /// The node announced a new block (ZMQ `hashblock`).
     NewBlock,
 }
@@ -36,6 +34,8 @@ const LONGPOLL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Settings.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
+    /// The node's network (the rules sent with `getblocktemplate` depend on it).
+    pub network: Network,
     /// Payout script.
     pub payout: ScriptBuf,
     /// Coinbase tag.
@@ -61,22 +61,36 @@ pub struct TemplateSource {
     pub tip: watch::Sender<Option<BlockHash>>,
     /// "We found a block on this parent": pause until the node moves on.
     pub found_block: mpsc::Receiver<BlockHash>,
-    /// "Fetch a template now" (after a submission, on ZMQ hashblock).
+    /// "Fetch a template now" (ZMQ hashblock).
     pub refresh: mpsc::Receiver<Refresh>,
+    /// "The node has answered for our block on this parent" (from the submitter): stop waiting
+    /// on it, whatever the answer was. Unbounded so it is never dropped; one per found block.
+    pub submitted: mpsc::UnboundedReceiver<BlockHash>,
     /// Events.
     pub events: broadcast::Sender<Event>,
     /// Shutdown.
     pub cancel: CancellationToken,
 }
 
+/// The rules Hearth tells `getblocktemplate` it supports on `network`. Core refuses the call
+/// without `segwit`, and on a signet without `signet` (rpc/mining.cpp); Hearth handles both.
+pub fn gbt_rules(network: Network) -> Vec<&'static str> {
+    if network == Network::Signet {
+        vec!["segwit", "signet"]
+    } else {
+        vec!["segwit"]
+    }
+}
+
 /// Fetch and parse a template (a few milliseconds even for a full mainnet template, so it is
 /// parsed in place rather than on a blocking thread).
 pub async fn fetch_template(
     rpc: &RpcClient,
+    network: Network,
     longpoll_id: Option<&str>,
     timeout: Duration,
 ) -> Result<BlockTemplate, RpcError> {
-    let mut request = json!({"rules": ["segwit"]});
+    let mut request = json!({"rules": gbt_rules(network)});
     if let Some(id) = longpoll_id {
         request["longpollid"] = json!(id);
     }
@@ -91,16 +105,109 @@ pub async fn fetch_template(
     })
 }
 
+/// Whether two templates give the same work, so the newer one need not replace the current
+/// work. Every field a job or block is built from counts except `curtime` (it moves on every
+/// call and ntime rolls forward from it anyway) and the longpoll id. `bits`, `target` and
+/// `version` count: on testnet3/testnet4 the 20-minute rule changes `bits` on the same tip, and
+/// a block with the old bits past that point is invalid.
+pub(crate) fn same_work(a: &BlockTemplate, b: &BlockTemplate) -> bool {
+    a.prev_blockhash == b.prev_blockhash
+        && a.height == b.height
+        && a.bits == b.bits
+        && a.target == b.target
+        && a.version == b.version
+        && a.vb_required == b.vb_required
+        && a.vb_available == b.vb_available
+        && a.mintime == b.mintime
+        && a.coinbase_value == b.coinbase_value
+        && a.default_witness_commitment == b.default_witness_commitment
+        && a.weight_limit == b.weight_limit
+        && a.sigop_limit == b.sigop_limit
+        && a.transactions.len() == b.transactions.len()
+        && a.transactions
+            .iter()
+            .zip(&b.transactions)
+            .all(|(x, y)| x.txid == y.txid && x.wtxid == y.wtxid)
+}
+
+/// What to do with a template that just arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// It builds on the parent of our own block, which the node has not answered for yet: more
+    /// work there only makes siblings of our block. Stay paused.
+    Hold,
+    /// Same work as the current template: keep mining what the devices have.
+    Keep,
+    /// Replace the work; `new_tip` says whether the old work is now stale.
+    Publish {
+        /// The template builds on a different block than the current work.
+        new_tip: bool,
+    },
+}
+
+/// The source's decisions about found blocks and arriving templates, without I/O, so that they
+/// can be tested on their own.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    /// Parent we found a block on and are waiting to see replaced.
+    waiting_on: Option<BlockHash>,
+    /// Parent whose submission the submitter already answered (it can overtake `found_block`).
+    answered: Option<BlockHash>,
+}
+
+impl Gate {
+    /// A device found a block on `parent`; `current` is the parent of the work now published.
+    /// Returns whether to pause: only when the block is on the current work and the submitter
+    /// has not already answered for it.
+    pub(crate) fn found_block(&mut self, parent: BlockHash, current: Option<BlockHash>) -> bool {
+        if current == Some(parent) && self.answered != Some(parent) {
+            self.waiting_on = Some(parent);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The submitter has the node's answer for our block on `parent`: stop waiting, even if the
+    /// next fetch fails; the next template that does arrive resumes mining.
+    pub(crate) fn submitted(&mut self, parent: BlockHash) {
+        self.answered = Some(parent);
+        if self.waiting_on == Some(parent) {
+            self.waiting_on = None;
+        }
+    }
+
+    /// Whether we are paused waiting for the node's answer about our block.
+    pub(crate) fn waiting(&self) -> bool {
+        self.waiting_on.is_some()
+    }
+
+    /// Decide about `template`, given the current one and whether mining is paused.
+    pub(crate) fn template(
+        &mut self,
+        current: Option<&BlockTemplate>,
+        paused: bool,
+        template: &BlockTemplate,
+    ) -> Next {
+        if self.waiting_on == Some(template.prev_blockhash) {
+            return Next::Hold;
+        }
+        self.waiting_on = None;
+        let new_tip = current.is_none_or(|c| c.prev_blockhash != template.prev_blockhash);
+        if !new_tip && !paused && current.is_some_and(|c| same_work(c, template)) {
+            return Next::Keep;
+        }
+        Next::Publish { new_tip }
+    }
+}
+
 struct State {
     generation: u64,
     current: Option<Arc<TemplateWork>>,
     longpoll_id: Option<String>,
     node_down_since: Option<Instant>,
     paused: Option<String>,
-    /// Parent we found a block on and are waiting to see replaced.
-    waiting_on: Option<BlockHash>,
-    /// Parent whose submission the submitter already answered (it can overtake `found_block`).
-    answered: Option<BlockHash>,
+    gate: Gate,
 }
 
 impl TemplateSource {
@@ -112,8 +219,7 @@ impl TemplateSource {
             longpoll_id: None,
             node_down_since: None,
             paused: None,
-            waiting_on: None,
-            answered: None,
+            gate: Gate::default(),
         };
         let mut poll = tokio::time::interval(self.config.poll_interval);
         poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -125,14 +231,15 @@ impl TemplateSource {
         loop {
             let rpc = self.rpc.clone();
             let id = state.longpoll_id.clone();
+            let network = self.config.network;
             let longpoll = async move {
                 match id {
-                    Some(id) => fetch_template(&rpc, Some(&id), LONGPOLL_TIMEOUT).await,
+                    Some(id) => fetch_template(&rpc, network, Some(&id), LONGPOLL_TIMEOUT).await,
                     // No template yet: wait a moment before asking again.
                     None => {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         let timeout = rpc.timeout();
-                        fetch_template(&rpc, None, timeout).await
+                        fetch_template(&rpc, network, None, timeout).await
                     }
                 }
             };
@@ -143,21 +250,16 @@ impl TemplateSource {
                     biased;
                     _ = self.cancel.cancelled() => return,
                     Some(parent) = self.found_block.recv() => {
-                        let current = state.current.as_ref().is_some_and(|w| w.prev_blockhash() == parent);
-                        if current && state.answered != Some(parent) {
-                            state.waiting_on = Some(parent);
+                        let current = state.current.as_ref().map(|w| w.prev_blockhash());
+                        if state.gate.found_block(parent, current) {
                             self.pause(&mut state, "block found on this tip; waiting for the node's next template");
                         }
                     }
-                    Some(refresh) = self.refresh.recv() => {
-                        if let Refresh::Submitted(parent) = refresh {
-                            // The answer arrived: stop waiting even if the fetch below fails; the
-                            // next template that does arrive resumes mining.
-                            state.answered = Some(parent);
-                            if state.waiting_on == Some(parent) {
-                                state.waiting_on = None;
-                            }
-                        }
+                    Some(parent) = self.submitted.recv() => {
+                        state.gate.submitted(parent);
+                        self.fetch_and_publish(&mut state, false).await;
+                    }
+                    Some(Refresh::NewBlock) = self.refresh.recv() => {
                         self.fetch_and_publish(&mut state, false).await;
                     }
                     result = &mut longpoll => {
@@ -193,7 +295,7 @@ impl TemplateSource {
     }
 
     async fn fetch_and_publish(&mut self, state: &mut State, fee_refresh: bool) {
-        match fetch_template(&self.rpc, None, self.rpc.timeout()).await {
+        match fetch_template(&self.rpc, self.config.network, None, self.rpc.timeout()).await {
             Ok(template) => {
                 if fee_refresh {
                     tracing::debug!("fee refresh");
@@ -234,7 +336,7 @@ impl TemplateSource {
 
     fn pause(&mut self, state: &mut State, reason: &str) {
         if state.paused.is_none() {
-            if state.waiting_on.is_some() {
+            if state.gate.waiting() {
                 tracing::debug!(reason, "mining paused");
             } else {
                 tracing::warn!(reason, "mining paused");
@@ -254,29 +356,15 @@ impl TemplateSource {
         }
         state.longpoll_id = template.longpoll_id.clone();
         self.tip.send_replace(Some(template.prev_blockhash));
-        if state.waiting_on == Some(template.prev_blockhash) {
-            // The node has not taken our block yet; more work on this parent only makes
-            // siblings of it. Stay paused until the submitter answers (Refresh::Submitted).
-            return;
-        }
-        state.waiting_on = None;
-        let new_tip = state
-            .current
-            .as_ref()
-            .is_none_or(|w| w.prev_blockhash() != template.prev_blockhash);
-        let same_as_current = state.current.as_ref().is_some_and(|w| {
-            !new_tip
-                && w.template.coinbase_value == template.coinbase_value
-                && w.template.transactions.len() == template.transactions.len()
-                && w.template
-                    .transactions
-                    .iter()
-                    .zip(&template.transactions)
-                    .all(|(a, b)| a.txid == b.txid)
-        });
-        if same_as_current && state.paused.is_none() {
-            return;
-        }
+        let current = state.current.as_ref().map(|w| &w.template);
+        let new_tip = match state
+            .gate
+            .template(current, state.paused.is_some(), &template)
+        {
+            // Stay paused until the submitter answers (`submitted`).
+            Next::Hold | Next::Keep => return,
+            Next::Publish { new_tip } => new_tip,
+        };
         state.generation += 1;
         let (height, prev, transactions) = (
             template.height,
@@ -290,7 +378,10 @@ impl TemplateSource {
             &self.config.tag,
             new_tip,
         ) {
-            Ok(work) => {
+            Ok(mut work) => {
+                if !ntime_may_roll(self.config.network, &work.template) {
+                    work.max_ntime_ahead = 0;
+                }
                 let work = Arc::new(work);
                 state.current = Some(work.clone());
                 if state.paused.take().is_some() {
@@ -316,6 +407,183 @@ impl TemplateSource {
                     self.pause(state, "the node's template for the new tip was refused");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bitcoin::hashes::Hash;
+
+    use super::*;
+    use crate::template::parse_template;
+
+    fn template(edit: impl FnOnce(&mut serde_json::Value)) -> BlockTemplate {
+        let mut gbt = crate::template::tests::sample_gbt(100);
+        edit(&mut gbt);
+        parse_template(gbt.to_string().as_bytes()).unwrap()
+    }
+
+    fn on(parent: u8) -> impl FnOnce(&mut serde_json::Value) {
+        move |t| {
+            t["previousblockhash"] = json!(BlockHash::from_byte_array([parent; 32]).to_string())
+        }
+    }
+
+    fn hash(parent: u8) -> BlockHash {
+        BlockHash::from_byte_array([parent; 32])
+    }
+
+    #[test]
+    fn a_new_time_alone_is_the_same_work() {
+        let a = template(|_| {});
+        let b = template(|t| {
+            t["curtime"] = json!(1_700_000_160u32);
+            t["longpollid"] = json!("other");
+        });
+        assert!(same_work(&a, &b));
+        let mut gate = Gate::default();
+        assert_eq!(gate.template(Some(&a), false, &b), Next::Keep);
+        // Paused (node came back, or after a find): the same work is published again.
+        assert_eq!(
+            gate.template(Some(&a), true, &b),
+            Next::Publish { new_tip: false }
+        );
+    }
+
+    #[test]
+    fn new_bits_on_the_same_tip_replace_the_work() {
+        // testnet's 20-minute rule: same tip, same transactions, minimum-difficulty bits.
+        let a = template(|t| {
+            t["bits"] = json!("1d00ffff");
+            t["target"] = json!("00000000ffff0000000000000000000000000000000000000000000000000000");
+        });
+        let b = template(|t| {
+            t["bits"] = json!("1c0ffff0");
+            t["target"] = json!("000000000ffff000000000000000000000000000000000000000000000000000");
+        });
+        assert!(!same_work(&a, &b));
+        let mut gate = Gate::default();
+        assert_eq!(
+            gate.template(Some(&b), false, &a),
+            Next::Publish { new_tip: false }
+        );
+    }
+
+    #[test]
+    fn every_field_a_block_is_built_from_counts() {
+        let base = template(|_| {});
+        type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            (
+                "version",
+                Box::new(|t| t["version"] = json!(0x3000_0000u32)),
+            ),
+            ("vbrequired", Box::new(|t| t["vbrequired"] = json!(0x4000))),
+            (
+                "vbavailable",
+                Box::new(|t| t["vbavailable"] = json!({"x": 14})),
+            ),
+            (
+                "mintime",
+                Box::new(|t| t["mintime"] = json!(1_700_000_001u32)),
+            ),
+            (
+                "coinbasevalue",
+                Box::new(|t| t["coinbasevalue"] = json!(5_000_002_000u64)),
+            ),
+            (
+                "txid",
+                Box::new(|t| {
+                    t["transactions"][0]["txid"] = json!("33".repeat(32));
+                }),
+            ),
+            ("sigoplimit", Box::new(|t| t["sigoplimit"] = json!(40_000))),
+            (
+                "weightlimit",
+                Box::new(|t| t["weightlimit"] = json!(3_000_000)),
+            ),
+        ];
+        for (field, edit) in edits {
+            let mut gbt = crate::template::tests::sample_gbt(100);
+            edit(&mut gbt);
+            let other = parse_template(gbt.to_string().as_bytes()).unwrap();
+            assert!(!same_work(&base, &other), "{field} is ignored");
+        }
+        let other_tip = template(on(9));
+        assert!(!same_work(&base, &other_tip));
+        let mut gate = Gate::default();
+        assert_eq!(
+            gate.template(Some(&base), false, &other_tip),
+            Next::Publish { new_tip: true }
+        );
+        assert_eq!(
+            gate.template(None, false, &base),
+            Next::Publish { new_tip: true }
+        );
+    }
+
+    #[test]
+    fn a_find_pauses_until_the_submitter_answers() {
+        let mut gate = Gate::default();
+        let current = template(on(1));
+        // A find on older work does not pause.
+        assert!(!gate.found_block(hash(0), Some(hash(1))));
+        assert!(!gate.waiting());
+        // A find on the current work pauses; templates for that parent are held.
+        assert!(gate.found_block(hash(1), Some(hash(1))));
+        assert!(gate.waiting());
+        let refreshed = template(|t| {
+            on(1)(t);
+            t["coinbasevalue"] = json!(5_000_009_000u64);
+        });
+        assert_eq!(gate.template(Some(&current), true, &refreshed), Next::Hold);
+        assert_eq!(gate.template(Some(&current), true, &current), Next::Hold);
+        // The node answered (accepted or refused): the same parent may be mined again.
+        gate.submitted(hash(1));
+        assert!(!gate.waiting());
+        assert_eq!(
+            gate.template(Some(&current), true, &current),
+            Next::Publish { new_tip: false }
+        );
+    }
+
+    #[test]
+    fn the_node_moving_on_ends_the_wait() {
+        let mut gate = Gate::default();
+        let current = template(on(1));
+        assert!(gate.found_block(hash(1), Some(hash(1))));
+        // Our block was connected: the next template builds on it.
+        assert_eq!(
+            gate.template(Some(&current), true, &template(on(2))),
+            Next::Publish { new_tip: true }
+        );
+        assert!(!gate.waiting());
+    }
+
+    #[test]
+    fn an_answer_that_overtakes_the_find_does_not_pause() {
+        // The submitter can answer before the find notice reaches the source.
+        let mut gate = Gate::default();
+        gate.submitted(hash(1));
+        assert!(!gate.found_block(hash(1), Some(hash(1))));
+        assert!(!gate.waiting());
+        // An answer for another parent does not end a wait.
+        assert!(gate.found_block(hash(2), Some(hash(2))));
+        gate.submitted(hash(1));
+        assert!(gate.waiting());
+    }
+
+    #[test]
+    fn signet_templates_are_asked_for_with_the_signet_rule() {
+        assert_eq!(gbt_rules(Network::Signet), ["segwit", "signet"]);
+        for n in [
+            Network::Bitcoin,
+            Network::Testnet,
+            Network::Testnet4,
+            Network::Regtest,
+        ] {
+            assert_eq!(gbt_rules(n), ["segwit"], "{n}");
         }
     }
 }

@@ -152,9 +152,16 @@ pub fn build_coinbase(
         value: template.coinbase_value,
         script_pubkey: payout.clone(),
     }];
-    if let Some(node_commitment) = &template.default_witness_commitment {
+    // A signet block without a witness commitment is invalid even with no transactions: the
+    // signet solution lives in it (signet.cpp `SignetTxs::Create`). Core's templates always
+    // carry one; should one not, commit ourselves (the same script Core would compute).
+    let has_witness_commitment =
+        template.default_witness_commitment.is_some() || template.is_signet();
+    if has_witness_commitment {
         let ours = witness_commitment_script(template);
-        if &ours != node_commitment {
+        if let Some(node_commitment) = &template.default_witness_commitment
+            && &ours != node_commitment
+        {
             return Err(CoinbaseError::WitnessCommitmentMismatch {
                 node: hex::encode(node_commitment.as_bytes()),
                 ours: hex::encode(ours.as_bytes()),
@@ -187,7 +194,6 @@ pub fn build_coinbase(
         .len();
     let offset = 4 + 1 + 36 + VarInt(script_sig.len() as u64).size() + height_push_len + 1;
     debug_assert_eq!(&legacy[offset..offset + EXTRANONCE_SIZE], &placeholder);
-    let has_witness_commitment = template.default_witness_commitment.is_some();
     let mut with_witness = tx;
     if has_witness_commitment {
         with_witness.input[0].witness = Witness::from_slice(&[[0u8; 32]]);

@@ -65,6 +65,20 @@ pub struct BlockTemplate {
     pub longpoll_id: Option<String>,
     /// Rules the node applies (`segwit`, `csv`, `taproot`, ...).
     pub rules: Vec<String>,
+    /// Version bits the block must have set (`vbrequired`, BIP9). Core always sends 0 today.
+    pub vb_required: u32,
+    /// Version bits of deployments now signalling or locked in (`vbavailable`, BIP9): the node
+    /// decides them; a miner rolling one would signal for a soft fork by accident.
+    pub vb_available: u32,
+}
+
+impl BlockTemplate {
+    /// Whether the template is for a signet: Core lists the `!signet` rule (rpc/mining.cpp).
+    pub fn is_signet(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.trim_start_matches('!') == "signet")
+    }
 }
 
 /// What was wrong with a `getblocktemplate` reply.
@@ -125,6 +139,10 @@ struct WireTemplate<'a> {
     weightlimit: Option<u64>,
     #[serde(default, borrow)]
     default_witness_commitment: Option<&'a str>,
+    #[serde(default)]
+    vbrequired: u64,
+    #[serde(default)]
+    vbavailable: std::collections::BTreeMap<String, u64>,
 }
 
 /// Hex digit values; 0xFF for anything else.
@@ -314,6 +332,19 @@ fn from_wire(w: WireTemplate<'_>, body: &Arc<[u8]>) -> Result<BlockTemplate, Gbt
         }
         None => None,
     };
+    let vb_required = u32::try_from(w.vbrequired)
+        .map_err(|_| err("vbrequired", format!("{} out of range", w.vbrequired)))?;
+    let mut vb_available = 0u32;
+    for (name, bit) in &w.vbavailable {
+        // BIP9 deployments use bits 0..=28 (the top three bits are the 001 version prefix).
+        if *bit > 28 {
+            return Err(err(
+                format!("vbavailable.{name}"),
+                format!("bit {bit} is not a BIP9 bit (0..28)"),
+            ));
+        }
+        vb_available |= 1 << bit;
+    }
     Ok(BlockTemplate {
         height,
         version,
@@ -330,5 +361,7 @@ fn from_wire(w: WireTemplate<'_>, body: &Arc<[u8]>) -> Result<BlockTemplate, Gbt
         sigop_limit: w.sigoplimit.unwrap_or(80_000),
         longpoll_id: w.longpollid.map(str::to_string),
         rules: w.rules,
+        vb_required,
+        vb_available,
     })
 }

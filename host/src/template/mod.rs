@@ -126,6 +126,56 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn deployment_bits_are_read() {
+        let t = parse_template(sample_gbt(5).to_string().as_bytes()).unwrap();
+        assert_eq!((t.vb_required, t.vb_available), (0, 0));
+        let mut gbt = sample_gbt(5);
+        gbt["vbrequired"] = serde_json::json!(0x0000_4000);
+        gbt["vbavailable"] = serde_json::json!({"testdummy": 28, "other": 2});
+        let t = parse_template(gbt.to_string().as_bytes()).unwrap();
+        assert_eq!(t.vb_required, 0x0000_4000);
+        assert_eq!(t.vb_available, 0x1000_0004);
+        for (field, value, named) in [
+            ("vbrequired", serde_json::json!(1u64 << 40), "vbrequired"),
+            ("vbavailable", serde_json::json!({"x": 29}), "vbavailable.x"),
+        ] {
+            let mut gbt = sample_gbt(5);
+            gbt[field] = value;
+            let err = parse_template(gbt.to_string().as_bytes()).unwrap_err();
+            assert_eq!(err.field, named, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_signet_coinbase_always_commits_to_witnesses() {
+        // Core's signet templates carry the `!signet` rule and a commitment; a signet block
+        // without one is invalid even with no transactions (signet.cpp), so Hearth adds it
+        // itself should the node leave it out.
+        let mut gbt = sample_gbt(5);
+        gbt["rules"] = serde_json::json!(["csv", "!segwit", "taproot", "!signet"]);
+        let with = parse_template(gbt.to_string().as_bytes()).unwrap();
+        assert!(with.is_signet());
+        gbt.as_object_mut()
+            .unwrap()
+            .remove("default_witness_commitment");
+        let without = parse_template(gbt.to_string().as_bytes()).unwrap();
+        for t in [&with, &without] {
+            let cb = build_coinbase(t, &payout(), b"").unwrap();
+            let tx = cb.transaction(&[0; EXTRANONCE_SIZE]).unwrap();
+            assert_eq!(
+                tx.output.last().map(|o| o.script_pubkey.clone()),
+                Some(witness_commitment_script(t))
+            );
+            assert_eq!(tx.input[0].witness.len(), 1);
+        }
+        // Elsewhere a template without a commitment gets none (pre-segwit templates).
+        let mut plain = without.clone();
+        plain.rules = vec!["csv".into()];
+        let cb = build_coinbase(&plain, &payout(), b"").unwrap();
+        assert_eq!(cb.transaction(&[0; 8]).unwrap().output.len(), 1);
+    }
+
+    #[test]
     fn bip34_heights_are_pushed_minimally() {
         // height → expected scriptSig prefix (Core: CScript() << nHeight).
         let cases: &[(u32, &str)] = &[

@@ -6,12 +6,13 @@
 //! * inside a job, a BM13xx chain splits versions and nonces between chips and cores in hardware
 //!   (chip addresses / nonce offsets, see `bm13xx::sequence`), and the CPU device splits nonces
 //!   between its threads;
-//! * version bits move only inside the BIP320 mask, ntime never below the template's `mintime`
-//!   nor more than two hours past the node's time.
+//! * version bits move only inside the BIP320 mask, and only those the template leaves clear and
+//!   no deployment claims (see [`TemplateWork::rollable_version_bits`]); ntime never below the
+//!   template's `mintime` nor more than two hours past the node's time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bitcoin::block::{Header, Version};
 use bitcoin::consensus::encode::{VarInt, serialize};
@@ -42,6 +43,27 @@ pub struct TemplateWork {
     pub received_at: Instant,
     /// Whether this template builds on a new tip (old work is stale) or refreshes fees.
     pub new_tip: bool,
+    /// How far ntime may run past `curtime`: [`MAX_NTIME_AHEAD_SECS`], or 0 where a later time
+    /// would need other `bits` (see [`ntime_may_roll`]).
+    pub max_ntime_ahead: u32,
+}
+
+/// Compact form of the proof-of-work limit of testnet3 and testnet4.
+const TESTNET_POW_LIMIT_BITS: u32 = 0x1d00_ffff;
+
+/// Whether ntime may roll forward from `curtime` for `template` on `network`. On testnet3 and
+/// testnet4 a block more than 20 minutes after its parent must have the minimum-difficulty
+/// `bits`, and one before must not (pow.cpp `GetNextWorkRequired`, checked exactly by
+/// `bad-diffbits`). Core picked the template's `bits` for `curtime`; if they are not the minimum
+/// difficulty, a later ntime could cross the 20-minute mark and make the block invalid, so
+/// ntime stays at `curtime` and the next template (fee refresh, with the new `bits`) moves on.
+pub fn ntime_may_roll(network: bitcoin::Network, template: &BlockTemplate) -> bool {
+    match network {
+        bitcoin::Network::Testnet | bitcoin::Network::Testnet4 => {
+            template.bits.to_consensus() == TESTNET_POW_LIMIT_BITS
+        }
+        _ => true,
+    }
 }
 
 impl TemplateWork {
@@ -81,6 +103,7 @@ impl TemplateWork {
             branch,
             received_at: Instant::now(),
             new_tip,
+            max_ntime_ahead: MAX_NTIME_AHEAD_SECS,
         })
     }
 
@@ -89,16 +112,32 @@ impl TemplateWork {
         self.template.prev_blockhash
     }
 
+    /// Version bits a device may roll for this template: the BIP320 bits that the template's
+    /// version leaves clear, that `vbrequired` does not need, and that no deployment in
+    /// `vbavailable` signals with. The template's own bits stay as the node set them (a
+    /// signalling bit inside 0x1FFFE000 keeps signalling), and since they are outside the mask,
+    /// `(base & !mask) | rolled` and `base | rolled` give the same header.
+    pub fn rollable_version_bits(&self) -> u32 {
+        let t = &self.template;
+        BIP320_MASK & !(t.version as u32) & !t.vb_required & !t.vb_available
+    }
+
     /// ntime for a job cut now: the node's `curtime` advanced by the time since the template
-    /// arrived, at least `mintime`, at most `curtime + MAX_NTIME_AHEAD_SECS`.
+    /// arrived, at least `mintime`, at most `curtime + max_ntime_ahead` (normally
+    /// [`MAX_NTIME_AHEAD_SECS`]).
     pub fn ntime_now(&self) -> u32 {
-        let elapsed = u32::try_from(self.received_at.elapsed().as_secs()).unwrap_or(u32::MAX);
+        self.ntime_after(self.received_at.elapsed())
+    }
+
+    /// ntime for a job cut `elapsed` after the template arrived (see [`TemplateWork::ntime_now`]).
+    pub fn ntime_after(&self, elapsed: Duration) -> u32 {
+        let elapsed = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
         let t = &self.template;
         // Never below mintime (consensus: above the median time past), whatever else applies;
         // the parser refuses templates whose mintime is more than 2 hours past curtime.
         t.curtime
             .saturating_add(elapsed)
-            .min(t.curtime.saturating_add(MAX_NTIME_AHEAD_SECS))
+            .min(t.curtime.saturating_add(self.max_ntime_ahead))
             .max(t.mintime)
     }
 }
@@ -117,10 +156,11 @@ pub struct Job {
     pub extranonce: [u8; EXTRANONCE_SIZE],
     /// Merkle root with this extranonce.
     pub merkle_root: TxMerkleNode,
-    /// Version sent to the device: the template's, with the BIP320 bits cleared so that a chip
-    /// that ORs its rolled bits in and one that replaces them hash the same header.
+    /// Version sent to the device: the template's, unchanged. None of its set bits are in
+    /// `version_mask`, so a chip that ORs its rolled bits in and one that replaces them hash the
+    /// same header.
     pub version: i32,
-    /// Bits the device may roll.
+    /// Bits the device may roll: the factory's mask and the template's rollable bits.
     pub version_mask: u32,
     /// Header time.
     pub ntime: u32,
@@ -233,8 +273,10 @@ impl JobFactory {
             work: work.clone(),
             extranonce,
             merkle_root: merkle_root(txid, &work.branch),
-            version: ((work.template.version as u32) & !self.version_mask) as i32,
-            version_mask: self.version_mask,
+            // Required deployment bits are set whatever the template's version says (BIP9
+            // `vbrequired`); they are outside the rolling mask, so they stay set.
+            version: ((work.template.version as u32) | work.template.vb_required) as i32,
+            version_mask: self.version_mask & work.rollable_version_bits(),
             ntime: work.ntime_now(),
             created: Instant::now(),
         }
@@ -280,12 +322,23 @@ mod tests {
         }
     }
 
+    fn work_with(edit: impl FnOnce(&mut serde_json::Value)) -> Arc<TemplateWork> {
+        let mut gbt = crate::template::tests::sample_gbt(100);
+        edit(&mut gbt);
+        let template = parse_template(gbt.to_string().as_bytes()).unwrap();
+        let payout = ScriptBuf::from_hex("0014751e76e8199196d454941c45d1b3a323f1433bd6").unwrap();
+        Arc::new(TemplateWork::new(1, template, &payout, b"t", true).unwrap())
+    }
+
+    fn job_of(w: &Arc<TemplateWork>) -> Job {
+        JobFactory::new(0, Arc::new(AtomicU64::new(0)), BIP320_MASK).next_job(w)
+    }
+
     #[test]
-    fn versions_are_cleared_inside_the_mask_and_checked() {
-        let w = work();
-        let mut factory = JobFactory::new(0, Arc::new(AtomicU64::new(0)), BIP320_MASK);
-        let job = factory.next_job(&w);
-        assert_eq!(job.version as u32 & BIP320_MASK, 0);
+    fn a_plain_template_rolls_the_whole_bip320_mask() {
+        let job = job_of(&work());
+        assert_eq!(job.version, 0x2000_0000);
+        assert_eq!(job.version_mask, BIP320_MASK);
         assert!(job.version_allowed(job.version | 0x1234_6000u32 as i32 & BIP320_MASK as i32));
         assert!(!job.version_allowed(job.version | 0x4000_0000));
         assert!(!job.version_allowed(job.version | 0x0000_1000));
@@ -316,13 +369,118 @@ mod tests {
     }
 
     #[test]
-    fn ntime_stays_within_the_templates_bounds() {
+    fn the_templates_bits_inside_the_mask_are_kept_and_never_rolled() {
+        // testdummy signalling on bit 28, as regtest's -vbparams=testdummy:0:9999999999 gives.
+        let w = work_with(|t| t["version"] = serde_json::json!(0x3000_0000u32));
+        let job = job_of(&w);
+        assert_eq!(job.version, 0x3000_0000, "the template's version is kept");
+        assert_eq!(job.version_mask, 0x0FFF_E000, "bit 28 is not rollable");
+        // Every version a device can produce keeps bit 28: rolled as the chips do it.
+        for bits in [0, 0x0FFF_E000, 0x1FFF_E000, 0x0000_2000] {
+            let rolled = bm13xx::job::roll_version(job.version as u32, bits, job.version_mask);
+            assert_eq!(
+                rolled & 0x1000_0000,
+                0x1000_0000,
+                "{bits:#x} -> {rolled:#x}"
+            );
+            assert!(job.version_allowed(rolled as i32));
+        }
+        // A result with the template's bit cleared is outside the mask.
+        assert!(!job.version_allowed(0x2000_0000));
+        // The header and block carry the rolled version with bit 28.
+        let header = job.header(0x3000_6000, 0);
+        assert_eq!(header.version.to_consensus(), 0x3000_6000);
+    }
+
+    #[test]
+    fn required_and_available_deployment_bits_are_not_rolled() {
+        let w = work_with(|t| {
+            t["vbrequired"] = serde_json::json!(0x0000_4000u32); // bit 14
+            t["vbavailable"] = serde_json::json!({"future": 15}); // bit 15 (0x8000)
+        });
+        let job = job_of(&w);
+        assert_eq!(job.version, 0x2000_4000, "a required bit is set in the job");
+        assert_eq!(job.version_mask, BIP320_MASK & !0x0000_C000);
+        assert!(!job.version_allowed(0x2000_0000), "clearing a required bit");
+        assert!(
+            !job.version_allowed(0x2000_C000),
+            "signalling an available deployment"
+        );
+        assert!(job.version_allowed(0x2000_6000));
+    }
+
+    #[test]
+    fn ntime_follows_the_clock_from_curtime() {
         let w = work();
         let t = &w.template;
-        let ntime = w.ntime_now();
-        assert!(
-            ntime >= t.mintime && ntime >= t.curtime && ntime <= t.curtime + MAX_NTIME_AHEAD_SECS
+        assert!(t.mintime < t.curtime);
+        assert_eq!(w.ntime_after(Duration::ZERO), t.curtime);
+        assert_eq!(w.ntime_after(Duration::from_millis(59_999)), t.curtime + 59);
+        assert_eq!(w.ntime_after(Duration::from_secs(600)), t.curtime + 600);
+        let now = w.ntime_now();
+        assert!(now >= t.curtime && now <= t.curtime + MAX_NTIME_AHEAD_SECS);
+    }
+
+    #[test]
+    fn ntime_is_capped_at_curtime_plus_7000() {
+        let w = work();
+        let cap = w.template.curtime + MAX_NTIME_AHEAD_SECS;
+        assert_eq!(w.ntime_after(Duration::from_secs(6999)), cap - 1);
+        assert_eq!(w.ntime_after(Duration::from_secs(7000)), cap);
+        assert_eq!(w.ntime_after(Duration::from_secs(7001)), cap);
+        assert_eq!(w.ntime_after(Duration::from_secs(30 * 86_400)), cap);
+        // Beyond u32 seconds as well.
+        assert_eq!(w.ntime_after(Duration::from_secs(u64::MAX)), cap);
+    }
+
+    #[test]
+    fn testnet_ntime_does_not_cross_the_20_minute_rule() {
+        use bitcoin::Network;
+        let with_bits = |bits: &'static str, target: &'static str| {
+            work_with(move |t| {
+                t["bits"] = serde_json::json!(bits);
+                t["target"] = serde_json::json!(target);
+            })
+        };
+        let normal = with_bits(
+            "1c0ffff0",
+            "000000000ffff000000000000000000000000000000000000000000000000000",
         );
+        let minimum = with_bits(
+            "1d00ffff",
+            "00000000ffff0000000000000000000000000000000000000000000000000000",
+        );
+        for net in [Network::Testnet, Network::Testnet4] {
+            assert!(!ntime_may_roll(net, &normal.template), "{net}");
+            assert!(ntime_may_roll(net, &minimum.template), "{net}");
+        }
+        for net in [Network::Bitcoin, Network::Signet, Network::Regtest] {
+            assert!(ntime_may_roll(net, &normal.template), "{net}");
+        }
+        let mut frozen = Arc::try_unwrap(normal).unwrap();
+        frozen.max_ntime_ahead = 0;
+        assert_eq!(
+            frozen.ntime_after(Duration::from_secs(3600)),
+            frozen.template.curtime
+        );
+    }
+
+    #[test]
+    fn ntime_never_goes_below_mintime() {
+        // A node clock behind the median time past: curtime < mintime.
+        let w = work_with(|t| {
+            t["curtime"] = serde_json::json!(1_700_000_000u32);
+            t["mintime"] = serde_json::json!(1_700_000_500u32);
+        });
+        assert_eq!(w.ntime_after(Duration::ZERO), 1_700_000_500);
+        assert_eq!(w.ntime_after(Duration::from_secs(499)), 1_700_000_500);
+        assert_eq!(w.ntime_after(Duration::from_secs(501)), 1_700_000_501);
+        // mintime wins over the cap (the parser refuses mintime > curtime + 2 h).
+        let w = work_with(|t| {
+            t["curtime"] = serde_json::json!(1_700_000_000u32);
+            t["mintime"] = serde_json::json!(1_700_007_100u32);
+        });
+        assert_eq!(w.ntime_after(Duration::from_secs(86_400)), 1_700_007_100);
     }
 
     #[test]

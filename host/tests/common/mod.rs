@@ -69,6 +69,16 @@ pub async fn node(extra_args: &[&str]) -> RegtestNode {
     node
 }
 
+/// A started custom signet node whose block challenge is `challenge` (hex).
+pub async fn signet_node(challenge: &str, extra_args: &[&str]) -> RegtestNode {
+    let binary = bitcoind_from_scripts(&repo_root()).unwrap_or_else(|e| {
+        panic!("this test needs bitcoind: {e:#}\nget it with scripts/bitcoind.sh")
+    });
+    let mut node = RegtestNode::start_signet(&binary, challenge, extra_args).unwrap();
+    node.wait_ready(Duration::from_secs(60)).await.unwrap();
+    node
+}
+
 pub async fn call(rpc: &RpcClient, method: &str, params: Value) -> Value {
     rpc.call::<Value>(method, params)
         .await
@@ -155,7 +165,7 @@ pub fn config_for(
     let text = format!(
         r#"
         [node]
-        network = "regtest"
+        network = "{chain}"
         url = "{url}"
         cookie = "{cookie}"
         poll_interval_secs = 0.5
@@ -168,6 +178,7 @@ pub fn config_for(
         dir = "{journal}"
         {devices}
         "#,
+        chain = node.chain(),
         url = node.rpc_url(),
         cookie = node.cookie_path().display(),
         journal = journal.display(),
@@ -282,9 +293,14 @@ pub async fn solved_block(rpc: &RpcClient) -> (String, u32, bitcoin::BlockHash) 
     use std::sync::atomic::AtomicU64;
 
     use hearth::work::{BIP320_MASK, JobFactory, TemplateWork};
-    let template = hearth::node::source::fetch_template(rpc, None, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let template = hearth::node::source::fetch_template(
+        rpc,
+        bitcoin::Network::Regtest,
+        None,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     let (_, payout) = address("P2WPKH");
     let work = Arc::new(TemplateWork::new(1, template, &payout, b"/solved here/", true).unwrap());
     let job = JobFactory::new(9, Arc::new(AtomicU64::new(0)), BIP320_MASK).next_job(&work);

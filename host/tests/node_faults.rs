@@ -420,7 +420,10 @@ async fn a_paused_chain_really_stops_hashing_and_resumes() {
     mode.store(PASS, Ordering::SeqCst);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while hashes() == at_pause || daemon.stats.snapshot()[0].paused {
-        assert!(tokio::time::Instant::now() < deadline, "the chips never resumed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the chips never resumed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     common::accepted_blocks(&mut events, 1, Duration::from_secs(60)).await;

@@ -44,7 +44,8 @@ async fn the_driver_mines_through_the_tcp_emulator() {
     let info = chain.init().await.unwrap();
     assert_eq!(info.chip_count, 3);
     let (mut tx, mut rx, _, _) = chain.split();
-    let mut verifier = NonceVerifier::new(ChipModel::Bm1368, DEFAULT_VERSION_MASK, 16);
+    let mut verifier: NonceVerifier =
+        NonceVerifier::new(ChipModel::Bm1368, DEFAULT_VERSION_MASK, 16);
     let job = verifier.add_job(FullHeaderJob {
         job_id: 0,
         starting_nonce: 0,

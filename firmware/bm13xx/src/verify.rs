@@ -119,26 +119,49 @@ pub enum NonceVerdict {
     /// The job id names no job in flight (stale after a new block, or a corrupted reply).
     UnknownJob,
     /// The same (job, version, nonce) was reported recently.
-    Duplicate,
+    Duplicate(CheckedNonce),
     /// The hash does not meet the threshold: a hardware error or a corrupted reply that passed
     /// CRC5.
     HardwareError(CheckedNonce),
 }
 
-/// Jobs in flight plus the checks every reply must pass before it leaves the board: job known,
-/// hash meets the chip threshold, not a repeat.
+impl NonceVerdict {
+    /// The re-hashed result, whatever was decided about it (none for an unknown job).
+    pub fn checked(&self) -> Option<&CheckedNonce> {
+        match self {
+            NonceVerdict::Valid(c)
+            | NonceVerdict::Duplicate(c)
+            | NonceVerdict::HardwareError(c) => Some(c),
+            NonceVerdict::UnknownJob => None,
+        }
+    }
+}
+
+/// A job as the verifier remembers it: what the chips hash, the version bits they may roll
+/// for it, and the caller's own data for it.
 #[derive(Debug, Clone)]
-pub struct NonceVerifier {
+struct Booked<P> {
+    job: FullHeaderJob,
+    version_mask: u32,
+    payload: P,
+}
+
+/// Jobs in flight plus the checks every reply must pass: job known, hash meets the chip
+/// threshold, not a repeat. The one implementation of nonce checking: the firmware keeps the
+/// host's work id per job as the payload `P`, the daemon its own job.
+#[derive(Debug, Clone)]
+pub struct NonceVerifier<P = ()> {
     model: ChipModel,
-    jobs: JobTracker<FullHeaderJob>,
+    jobs: JobTracker<Booked<P>>,
     recent: RecentNonces<128>,
     version_mask: u32,
     min_zero_bits: u32,
 }
 
-impl NonceVerifier {
-    /// A verifier for `model` chips rolling `version_mask`, accepting hashes with at least
-    /// `min_zero_bits` leading zero bits (32 + ticket-mask bits on silicon).
+impl<P: Clone> NonceVerifier<P> {
+    /// A verifier for `model` chips rolling `version_mask` unless a job says otherwise,
+    /// accepting hashes with at least `min_zero_bits` leading zero bits (32 + ticket-mask bits
+    /// on silicon).
     pub fn new(model: ChipModel, version_mask: u32, min_zero_bits: u32) -> Self {
         NonceVerifier {
             model,
@@ -149,34 +172,67 @@ impl NonceVerifier {
         }
     }
 
-    /// Remember `job` under the next job id, which is written into the returned copy. For
-    /// BM1397 the job is the header template the midstates were computed from.
-    pub fn add_job(&mut self, mut job: FullHeaderJob) -> FullHeaderJob {
-        // The id is assigned first, then stored with the id set.
-        let id = self.jobs.insert(job);
+    /// Remember `job` under the next job id, with the default version mask and payload; the id
+    /// is written into the returned copy. For BM1397 the job is the header template the
+    /// midstates were computed from.
+    pub fn add_job(&mut self, job: FullHeaderJob) -> FullHeaderJob
+    where
+        P: Default,
+    {
+        self.add_job_with(job, self.version_mask, P::default())
+    }
+
+    /// Remember `job` under the next job id with the bits the chips may roll for it and the
+    /// caller's `payload`; the id is written into the returned copy.
+    pub fn add_job_with(
+        &mut self,
+        mut job: FullHeaderJob,
+        version_mask: u32,
+        payload: P,
+    ) -> FullHeaderJob {
+        let booked = Booked {
+            job,
+            version_mask,
+            payload,
+        };
+        let id = self.jobs.insert(booked.clone());
         job.job_id = id;
-        self.jobs.insert_at(id, job);
+        self.jobs.insert_at(id, Booked { job, ..booked });
         job
     }
 
-    /// Forget all jobs (new block).
+    /// Model of the chips.
+    pub fn model(&self) -> ChipModel {
+        self.model
+    }
+
+    /// The payload of the job in flight under `job_id`.
+    pub fn payload(&self, job_id: u8) -> Option<&P> {
+        self.jobs.get(job_id).map(|b| &b.payload)
+    }
+
+    /// Change the threshold (the ticket mask or the share floor changed).
+    pub fn set_min_zero_bits(&mut self, bits: u32) {
+        self.min_zero_bits = bits;
+    }
+
+    /// Forget all jobs (new block, chain re-initialised).
     pub fn clear(&mut self) {
         self.jobs.clear();
         self.recent.clear();
     }
 
-    /// Check one reply.
+    /// Check one reply: rebuild the version the chip hashed (rolled bits on full-header chips,
+    /// the midstate's step on BM1397, inside the job's mask), re-hash the header, compare with
+    /// the threshold, and look for a repeat.
     pub fn check(&mut self, reply: &NonceReply) -> NonceVerdict {
-        let Some(job) = self.jobs.get(reply.job_id) else {
+        let Some(booked) = self.jobs.get(reply.job_id) else {
             return NonceVerdict::UnknownJob;
         };
+        let (job, mask) = (&booked.job, booked.version_mask);
         let version = match self.model.job_format() {
-            JobFormat::FullHeader => {
-                roll_version(job.version, reply.version_bits, self.version_mask)
-            }
-            JobFormat::Midstate => {
-                midstate_version(job.version, self.version_mask, reply.midstate_index)
-            }
+            JobFormat::FullHeader => roll_version(job.version, reply.version_bits, mask),
+            JobFormat::Midstate => midstate_version(job.version, mask, reply.midstate_index),
         };
         let hash = header_hash(&job.header(version, reply.nonce));
         let checked = CheckedNonce {
@@ -189,7 +245,7 @@ impl NonceVerifier {
             return NonceVerdict::HardwareError(checked);
         }
         if !self.recent.insert(reply.job_id, version, reply.nonce) {
-            return NonceVerdict::Duplicate;
+            return NonceVerdict::Duplicate(checked);
         }
         NonceVerdict::Valid(checked)
     }
@@ -222,6 +278,51 @@ mod tests {
         assert_eq!(hash[..12], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x3d, 0xfa]);
         hash.reverse();
         assert_eq!(leading_zero_bits(&hash), 78);
+    }
+
+    #[test]
+    fn each_job_keeps_its_own_mask_and_payload() {
+        let job = FullHeaderJob {
+            job_id: 0,
+            starting_nonce: 0,
+            nbits: 0x1703_4219,
+            ntime: 0x6622_1BDF,
+            merkle_root: [3; 32],
+            prev_block_hash: [5; 32],
+            version: 0x3000_0000,
+        };
+        let mut verifier: NonceVerifier<u32> =
+            NonceVerifier::new(ChipModel::Bm1370, 0x1FFF_E000, 0);
+        // A template that signals bit 28 rolls only the bits below it.
+        let narrow = verifier.add_job_with(job, 0x0FFF_E000, 7);
+        let wide = verifier.add_job_with(job, 0x1FFF_E000, 8);
+        let reply = |job_id| NonceReply {
+            job_id,
+            nonce: 0x1234_5678,
+            version_bits: 0x0000_2000,
+            midstate_index: 0,
+            core: 0,
+            small_core: 0,
+            excess_zero_bits: 0,
+            chip_address_bits: 0,
+        };
+        let checked = |v: NonceVerdict| *v.checked().unwrap();
+        assert_eq!(
+            checked(verifier.check(&reply(narrow.job_id))).version,
+            0x3000_2000
+        );
+        assert_eq!(verifier.payload(narrow.job_id), Some(&7));
+        // The same reply for the wide job clears bit 28: another header.
+        assert_eq!(
+            checked(verifier.check(&reply(wide.job_id))).version,
+            0x2000_2000
+        );
+        assert_eq!(verifier.payload(wide.job_id), Some(&8));
+        assert!(matches!(
+            verifier.check(&reply(narrow.job_id)),
+            NonceVerdict::Duplicate(_)
+        ));
+        assert_eq!(verifier.check(&reply(30)), NonceVerdict::UnknownJob);
     }
 
     fn hex_literal(s: &str) -> [u8; 80] {

@@ -174,7 +174,7 @@ async fn mine<B: HostBaud>(
 ) -> Mined {
     let (mut tx, mut rx, _, _) = chain.split();
     let threshold = FLOOR_BITS + TICKET_DIFFICULTY.trailing_zeros();
-    let mut verifier = NonceVerifier::new(model, DEFAULT_VERSION_MASK, threshold);
+    let mut verifier: NonceVerifier = NonceVerifier::new(model, DEFAULT_VERSION_MASK, threshold);
     let mut by_id = std::collections::HashMap::new();
     let mut seen = std::collections::HashMap::new();
     let mut mined = Mined::default();
@@ -209,7 +209,7 @@ async fn mine<B: HostBaud>(
                     mined.valid += 1;
                 }
                 NonceVerdict::UnknownJob => mined.unknown_job += 1,
-                NonceVerdict::Duplicate => panic!("{model}: duplicate nonce {reply:?}"),
+                NonceVerdict::Duplicate(_) => panic!("{model}: duplicate nonce {reply:?}"),
                 NonceVerdict::HardwareError(_) => mined.hardware_errors += 1,
             }
         }

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bm13xx::chain::{Chain, ChainEvent, ChainOptions, HostBaud};
-use bm13xx::job::{MidstateJob, midstate_version, roll_version};
+use bm13xx::job::{MidstateJob, midstate_version};
 use bm13xx::model::{ChainBaud, ChipModel, JobFormat};
 use bm13xx::sequence::InitConfig;
 use bm13xx::sim::{SimConfig, SimHandle, TokioDelay};
-use bm13xx::tracker::JobTracker;
-use bm13xx::verify::midstate;
+use bm13xx::verify::{NonceVerifier, midstate};
 use bm13xx::{Command, Destination, register};
 use embedded_io_adapters::tokio_1::FromTokio;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -45,7 +44,9 @@ where
 {
     let model = chain.model();
     let (mut tx, mut rx, mut delay, _) = chain.split();
-    let mut jobs: JobTracker<Arc<Job>> = JobTracker::with_ids(model.job_id_count());
+    // The chip's own threshold: a result below it is a hardware error (the share checker
+    // counts it). The mask is per job.
+    let mut verifier: NonceVerifier<Arc<Job>> = NonceVerifier::new(model, chip_mask, share_bits);
     let mut work: Option<Arc<TemplateWork>> = ctx.work.borrow_and_update().clone();
     let mut hashing = true;
     let mut tick = tokio::time::interval(interval);
@@ -70,7 +71,7 @@ where
             _ = tick.tick() => true,
             event = rx.next_event() => {
                 let event = event.map_err(|e| anyhow::anyhow!("chain UART: {e:?}"))?;
-                if let Some(found) = nonce_result(event, &jobs, ctx, model, chips, share_bits)
+                if let Some(found) = nonce_result(event, &mut verifier, ctx, chips, share_bits)
                     && ctx.found.send(found).await.is_err()
                 {
                     return Ok(());
@@ -104,10 +105,13 @@ where
                 "chip version-rolling mask changed");
             chip_mask = job.version_mask;
         }
-        let id = jobs.insert(job.clone());
+        let booked = verifier.add_job_with(job.chip_job(0), job.version_mask, job.clone());
         match model.job_format() {
-            JobFormat::FullHeader => tx.send_job(&job.chip_job(id)).await?,
-            JobFormat::Midstate => tx.send_midstate_job(&midstate_job(&job, id)).await?,
+            JobFormat::FullHeader => tx.send_job(&booked).await?,
+            JobFormat::Midstate => {
+                tx.send_midstate_job(&midstate_job(&job, booked.job_id))
+                    .await?
+            }
         }
         tx.flush().await?;
     }
@@ -123,7 +127,7 @@ where
             _ = &mut drain => break,
             event = rx.next_event() => {
                 let Ok(event) = event else { break };
-                if let Some(found) = nonce_result(event, &jobs, ctx, model, chips, share_bits)
+                if let Some(found) = nonce_result(event, &mut verifier, ctx, chips, share_bits)
                     && ctx.found.send(found).await.is_err()
                 {
                     break;
@@ -134,33 +138,28 @@ where
     Ok(())
 }
 
-/// The result a nonce reply stands for, if it belongs to a job we sent.
+/// The result a nonce reply stands for, if it belongs to a job we sent. The version the chip
+/// hashed is rebuilt by the shared verifier (the firmware uses the same one); every result for a
+/// known job goes on to the share checker, which classifies and counts it, hardware errors and
+/// repeats included.
 fn nonce_result(
     event: ChainEvent,
-    jobs: &JobTracker<Arc<Job>>,
+    verifier: &mut NonceVerifier<Arc<Job>>,
     ctx: &DeviceContext,
-    model: ChipModel,
     chips: u16,
     share_bits: u32,
 ) -> Option<Found> {
     let ChainEvent::Nonce(reply) = event else {
         return None;
     };
-    let job = jobs.get(reply.job_id)?;
-    let version = match model.job_format() {
-        JobFormat::FullHeader => {
-            roll_version(job.version as u32, reply.version_bits, job.version_mask)
-        }
-        JobFormat::Midstate => {
-            midstate_version(job.version as u32, job.version_mask, reply.midstate_index)
-        }
-    } as i32;
+    let version = verifier.check(&reply).checked()?.version;
+    let job = verifier.payload(reply.job_id)?.clone();
     Some(Found {
         device: ctx.index,
         device_name: ctx.name.clone(),
-        chip: Some(reply.chip_index(model, chips)),
-        job: job.clone(),
-        version,
+        chip: Some(reply.chip_index(verifier.model(), chips)),
+        job,
+        version: version as i32,
         nonce: reply.nonce,
         share_bits,
     })

@@ -416,7 +416,8 @@ async fn report_periodically(stats: Stats, cancel: CancellationToken) {
         }
     }
     for d in stats.snapshot() {
-        tracing::info!(device = %d.name, shares = d.shares, stale = d.stale, hw_errors = d.hardware_errors,
+        tracing::info!(device = %d.name, results = d.results, shares = d.shares, stale = d.stale,
+            duplicates = d.duplicates, hw_errors = d.hardware_errors, found = d.blocks_found,
             blocks = d.blocks_accepted, "final device stats");
     }
 }

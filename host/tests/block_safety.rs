@@ -258,3 +258,113 @@ async fn a_shutdown_during_a_burst_of_finds_loses_nothing() {
         assert_eq!(on_chain.as_str(), Some(entry.hash.as_str()));
     }
 }
+
+/// `key=value` from a tracing line (ANSI colours stripped).
+fn field(line: &str, key: &str) -> u64 {
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {plain:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_burst_of_finds_exits_promptly_and_loses_nothing() {
+    // The real binary, as systemd stops it: SIGTERM while a fast board finds block after block.
+    let node = common::node(&[]).await;
+    let rpc = node.rpc().unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let (address, _) = common::address("P2WPKH");
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("hearth.toml");
+    let log_path = dir.path().join("hearth.log");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[node]\nnetwork = \"regtest\"\nurl = \"{}\"\ncookie = \"{}\"\npoll_interval_secs = 0.5\n[payout]\naddress = \"{address}\"\n[journal]\ndir = \"{}\"\n[[device]]\nkind = \"sim\"\nname = \"burst\"\nmodel = \"BM1370\"\nchips = 8\nfloor_bits = 12\nhashrate = 400000.0\n",
+            node.rpc_url(),
+            node.cookie_path().display(),
+            journal.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["mine", "--config"])
+        .arg(&config_path)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while common::height(&rpc).await < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon mined nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let signalled = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(40),
+            "no exit within 40 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = signalled.elapsed();
+    assert!(exit.success(), "exit status {exit}");
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let stats = log
+        .lines()
+        .find(|l| l.contains("final device stats"))
+        .unwrap_or_else(|| panic!("no final stats in the log:\n{log}"));
+    let results = field(stats, "results");
+    let checked = field(stats, "shares")
+        + field(stats, "stale")
+        + field(stats, "duplicates")
+        + field(stats, "hw_errors");
+    assert_eq!(results, checked, "a result was never checked: {stats}");
+    let count = |sub: &str| {
+        std::fs::read_dir(journal.path().join(sub))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count() as u64
+    };
+    assert_eq!(count("rejected"), 0);
+    assert_eq!(
+        count("accepted") + count("stale") + count("pending"),
+        field(stats, "found"),
+        "a block was never journalled: {stats}"
+    );
+    for file in std::fs::read_dir(journal.path().join("accepted")).unwrap() {
+        let entry: hearth::submit::JournalEntry =
+            serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
+        let on_chain = common::call(&rpc, "getblockhash", json!([entry.height])).await;
+        assert_eq!(on_chain.as_str(), Some(entry.hash.as_str()));
+    }
+    eprintln!("SIGTERM to exit: {took:?}; {stats}");
+}

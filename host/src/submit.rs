@@ -289,12 +289,17 @@ async fn confirm(
         if inconclusive && !precious_sent {
             match precious(rpc, hash).await {
                 Ok(()) => precious_sent = true,
-                Err(e) => {
+                Err(e) if e.is_transient() => {
                     last_error = e.to_string();
                     if !back_off(&mut backoff, cancel).await {
                         return None;
                     }
                     continue;
+                }
+                // The node refuses the call (an rpcwhitelist, say): confirm without it.
+                Err(e) => {
+                    tracing::warn!(%hash, error = %e, "preciousblock refused; confirming without it");
+                    precious_sent = true;
                 }
             }
         }
@@ -324,7 +329,11 @@ async fn confirm(
         match tie_with_tip(rpc, hash).await {
             Ok(true) => match precious(rpc, hash).await {
                 Ok(()) => precious_sent = true,
-                Err(e) => last_error = e.to_string(),
+                Err(e) if e.is_transient() => last_error = e.to_string(),
+                Err(e) => {
+                    tracing::warn!(%hash, error = %e, "preciousblock refused; our block stays behind the one that arrived first");
+                    return Some((Outcome::Stale, reason));
+                }
             },
             Ok(false) => return Some((Outcome::Stale, reason)),
             Err(e) => last_error = e.to_string(),

@@ -85,13 +85,12 @@ fn set_uart_baud(baud: u32) {
     r.uartlcr_h().modify(|_| {});
 }
 
-fn mining_baud() -> ChainBaud {
-    match board::ASIC_BAUD {
-        3_125_000 => ChainBaud::Fast3M,
-        115_200 => ChainBaud::PowerOn,
-        _ => ChainBaud::Fast1M,
-    }
-}
+/// The board's mining baud; the boards loader has already refused any other, and an image for
+/// one that slipped through does not build.
+const MINING_BAUD: ChainBaud = match ChainBaud::from_nominal(board::ASIC_BAUD) {
+    Some(baud) => baud,
+    None => panic!("the board's ASIC baud is not one a BM13xx chain runs at"),
+};
 
 async fn bring_up(
     model: ChipModel,
@@ -108,7 +107,7 @@ async fn bring_up(
     let mut options = ChainOptions::new(model, Some(board::ASIC_COUNT));
     options.init.frequency_khz = frequency_khz;
     options.init.ticket_difficulty = board::TICKET_DIFFICULTY;
-    options.init.baud = mining_baud();
+    options.init.baud = MINING_BAUD;
     let mut chain = Chain::new(model, tx, rx, Delay, UartBaud, options);
     let result = chain.init().await;
     let (tx, rx, _, _) = chain.split();

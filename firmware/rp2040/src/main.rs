@@ -72,14 +72,6 @@ fn now_ms() -> u32 {
     Instant::now().as_millis() as u32
 }
 
-fn job_interval_ms(model: ChipModel) -> u32 {
-    match model {
-        ChipModel::Bm1366 => 2000,
-        ChipModel::Bm1368 | ChipModel::Bm1370 => 500,
-        ChipModel::Bm1397 => 40,
-    }
-}
-
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     let mut p = embassy_rp::init(Default::default());
@@ -177,7 +169,7 @@ async fn main(spawner: Spawner) {
         host_timeout_ms: board::HOST_TIMEOUT_MS,
         input_mv_range: (board::INPUT_MIN_MV, board::INPUT_MAX_MV),
         max_input_mw: board::MAX_INPUT_POWER_MW,
-        job_interval_ms: job_interval_ms(model),
+        job_interval_ms: u32::try_from(model.job_interval().as_millis()).unwrap_or(u32::MAX),
     };
     let mut controller = Controller::new(config, now_ms());
     let mut ticker = Ticker::every(Duration::from_millis(50));

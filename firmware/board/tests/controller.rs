@@ -275,6 +275,170 @@ fn real_nonces_are_verified_and_reported_once() {
     assert_eq!((t.chips[0].nonces, t.chips[0].errors), (1, 1));
 }
 
+/// `bitaxe_work(id)` from a template that sets `bits` inside BIP320's range (testdummy's bit 28
+/// on regtest, a deployment signalling): the daemon leaves those bits out of the mask.
+fn signalling_work(id: u32, bits: u32) -> WorkItem {
+    let mut item = bitaxe_work(id);
+    item.version |= bits;
+    item.version_mask = 0x1FFF_E000 & !bits;
+    item
+}
+
+fn version_masks(actions: &[Action]) -> Vec<u32> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetVersionMask(mask) => Some(*mask),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_chips_roll_each_job_s_own_version_mask() {
+    let mut c = hashing();
+    // After bring-up the first job writes its mask (the controller does not guess what the
+    // bring-up left), and the write goes before the job.
+    let a = c.on_host(100, HostToBoard::Work(bitaxe_work(1))).to_vec();
+    let mask_at = a
+        .iter()
+        .position(|x| matches!(x, Action::SetVersionMask(_)));
+    let job_at = a.iter().position(|x| matches!(x, Action::SendJob(_)));
+    assert_eq!(version_masks(&a), vec![0x1FFF_E000]);
+    assert!(mask_at < job_at && job_at.is_some(), "{a:?}");
+    // The same mask again: no write.
+    c.on_host(600, HostToBoard::ClearWork).to_vec();
+    let a = c.on_host(601, HostToBoard::Work(bitaxe_work(2))).to_vec();
+    assert_eq!(sent_jobs(&a).len(), 1);
+    assert!(version_masks(&a).is_empty(), "{a:?}");
+    // A template with bit 28 set: the chips must stop rolling it, before that job.
+    c.on_host(1200, HostToBoard::ClearWork).to_vec();
+    let item = signalling_work(3, 1 << 28);
+    let a = c.on_host(1201, HostToBoard::Work(item.clone())).to_vec();
+    assert_eq!(version_masks(&a), vec![0x0FFF_E000]);
+    let job_at = a
+        .iter()
+        .position(|x| matches!(x, Action::SendJob(_)))
+        .unwrap();
+    let mask_at = a
+        .iter()
+        .position(|x| matches!(x, Action::SetVersionMask(_)))
+        .unwrap();
+    assert!(mask_at < job_at, "{a:?}");
+    assert_eq!(sent_jobs(&a)[0].version, item.version);
+    // Jobs at the cadence keep that mask without rewriting it, until a template changes it.
+    c.on_host(1300, HostToBoard::Work(signalling_work(4, 1 << 28)))
+        .to_vec();
+    c.on_host(1301, HostToBoard::Work(bitaxe_work(5))).to_vec();
+    let a = run_for(&mut c, 1500, 3000, healthy(50));
+    assert_eq!(sent_jobs(&a).len(), 2, "{a:?}");
+    assert_eq!(version_masks(&a), vec![0x1FFF_E000], "{a:?}");
+}
+
+#[test]
+fn after_a_dropped_chain_command_the_next_job_writes_its_mask_again() {
+    let mut c = hashing();
+    c.on_host(100, HostToBoard::Work(bitaxe_work(1))).to_vec();
+    c.on_chain_command_dropped();
+    c.on_host(101, HostToBoard::ClearWork).to_vec();
+    let a = c.on_host(102, HostToBoard::Work(bitaxe_work(2))).to_vec();
+    assert_eq!(version_masks(&a), vec![0x1FFF_E000], "{a:?}");
+}
+
+#[test]
+fn pause_switches_the_hash_clock_off_and_reports_idle_only_once_it_is_off() {
+    let mut c = hashing();
+    for id in 0..4 {
+        c.on_host(100 + id, HostToBoard::Work(bitaxe_work(id)))
+            .to_vec();
+    }
+    assert_eq!(c.state(), hearth_link::BoardState::Hashing);
+    let a = c.on_host(200, HostToBoard::Pause).to_vec();
+    assert_eq!(count(&a, &Action::StopHashing), 1, "{a:?}");
+    assert_eq!(
+        c.state(),
+        hearth_link::BoardState::Hashing,
+        "not Idle before the clock-off write went out"
+    );
+    // A stale confirmation (another power-up) does not count.
+    c.on_hashing_stopped(250, 7).to_vec();
+    assert_eq!(c.state(), hearth_link::BoardState::Hashing);
+    c.on_hashing_stopped(300, 1).to_vec();
+    assert_eq!(c.state(), hearth_link::BoardState::Idle);
+    // Paused: no job, no second clock-off, the clock reported as stopped.
+    let a = run_for(&mut c, 500, 3000, healthy(50));
+    assert!(sent_jobs(&a).is_empty(), "{a:?}");
+    assert_eq!(count(&a, &Action::StopHashing), 0);
+    assert_eq!(c.telemetry(3000).frequency_khz, 0);
+    assert_eq!(c.telemetry(3000).state, hearth_link::BoardState::Idle);
+    // Resume: the clock comes back first, and the next job only once it has.
+    let a = c.on_host(3000, HostToBoard::Resume).to_vec();
+    assert_eq!(count(&a, &Action::ResumeHashing), 1, "{a:?}");
+    assert!(sent_jobs(&a).is_empty());
+    let a = run_for(&mut c, 3000, 4000, healthy(50));
+    assert!(
+        sent_jobs(&a).is_empty(),
+        "no job while the clock ramps: {a:?}"
+    );
+    assert_eq!(count(&a, &Action::ResumeHashing), 0, "{a:?}");
+    let a = c.on_hashing_resumed(4000, 1).to_vec();
+    assert_eq!(sent_jobs(&a).len(), 1, "{a:?}");
+    assert_eq!(c.state(), hearth_link::BoardState::Hashing);
+    assert_eq!(c.telemetry(4000).frequency_khz, 525_000);
+}
+
+#[test]
+fn a_clock_command_lost_on_the_way_to_the_chain_is_issued_again() {
+    let mut c = hashing();
+    c.on_host(100, HostToBoard::Work(bitaxe_work(1))).to_vec();
+    let a = c.on_host(200, HostToBoard::Pause).to_vec();
+    assert_eq!(count(&a, &Action::StopHashing), 1);
+    c.on_chain_command_dropped();
+    let a = c.tick(250).to_vec();
+    assert_eq!(count(&a, &Action::StopHashing), 1, "{a:?}");
+    c.on_hashing_stopped(300, 1).to_vec();
+    let a = c.on_host(400, HostToBoard::Resume).to_vec();
+    assert_eq!(count(&a, &Action::ResumeHashing), 1);
+    c.on_chain_command_dropped();
+    let a = c.tick(450).to_vec();
+    assert_eq!(count(&a, &Action::ResumeHashing), 1, "{a:?}");
+}
+
+#[test]
+fn a_board_paused_across_a_power_cycle_stops_its_clock_once_the_chain_is_up() {
+    let mut c = hashing();
+    c.on_host(100, HostToBoard::Pause).to_vec();
+    c.on_hashing_stopped(150, 1).to_vec();
+    // A regulator fault: the core goes down (that stops the chips for good) ...
+    let a = c
+        .on_sensors(200, vr_status(healthy(50), Health::Fault, 0x0040))
+        .to_vec();
+    assert_eq!(a.first(), Some(&Action::PowerDown));
+    assert!(
+        !a.contains(&Action::StopHashing),
+        "power down is enough: {a:?}"
+    );
+    // ... and once the host clears it and the chain comes back, still paused: clock off again.
+    let mut now = 200;
+    let mut generation = None;
+    while generation.is_none() && now < 400_000 {
+        now += 250;
+        let mut a = c.on_sensors(now, healthy(50)).to_vec();
+        a.extend(c.tick(now).to_vec());
+        a.extend(c.on_host(now, HostToBoard::Ping { seq: now }).to_vec());
+        generation = power_ups(&a).first().copied();
+    }
+    let generation = generation.expect("powered up again");
+    c.on_host(now + 5, HostToBoard::Work(bitaxe_work(9)))
+        .to_vec();
+    let a = c.on_chain_up(now + 10, generation).to_vec();
+    assert!(sent_jobs(&a).is_empty(), "{a:?}");
+    assert_eq!(count(&a, &Action::StopHashing), 1, "{a:?}");
+    assert_ne!(c.state(), hearth_link::BoardState::Idle);
+    c.on_hashing_stopped(now + 20, generation).to_vec();
+    assert_eq!(c.state(), hearth_link::BoardState::Idle);
+}
+
 #[test]
 fn over_temperature_stops_hashing_with_the_fan_at_full_and_recovers_with_hysteresis() {
     let mut c = hashing();
@@ -975,6 +1139,9 @@ mod capacity {
         ChainUp(u32),
         ChainFailed(u32),
         PowerError(u32),
+        HashingStopped(u32),
+        HashingResumed(u32),
+        CommandDropped,
     }
 
     fn reading<T: std::fmt::Debug + Clone + 'static>(
@@ -1039,6 +1206,9 @@ mod capacity {
             1 => (1u32..100).prop_map(Event::ChainUp),
             1 => (1u32..100).prop_map(Event::ChainFailed),
             1 => (1u32..100).prop_map(Event::PowerError),
+            1 => (1u32..100).prop_map(Event::HashingStopped),
+            1 => (1u32..100).prop_map(Event::HashingResumed),
+            1 => Just(Event::CommandDropped),
         ]
     }
 
@@ -1057,6 +1227,9 @@ mod capacity {
                     Event::ChainUp(dt) => { now += dt; c.on_chain_up(now, generation) }
                     Event::ChainFailed(dt) => { now += dt; c.on_chain_failed(now, generation, "x") }
                     Event::PowerError(dt) => { now += dt; c.on_power_error(now, "x") }
+                    Event::HashingStopped(dt) => { now += dt; c.on_hashing_stopped(now, generation) }
+                    Event::HashingResumed(dt) => { now += dt; c.on_hashing_resumed(now, generation) }
+                    Event::CommandDropped => { c.on_chain_command_dropped(); Default::default() }
                 };
                 for a in &actions {
                     if let Action::PowerUp { generation: g, .. } = a {

@@ -48,19 +48,23 @@ async function boot() {
   const host = new LinkHost(board);
   const txFrames = [];
   let current = [];
+  // When each byte of `current` reached the chips: a frame's time is its last byte's.
+  let times = [];
   board.chain.onByte((b) => {
     current.push(b);
+    times.push(board.ms);
     // Frames start 55 AA; keep a rolling record of them.
     if (current.length >= 2 && current[current.length - 2] === 0x55 && b === 0xaa && current.length > 2) {
-      txFrames.push({ ms: board.ms, bytes: current.slice(0, -2) });
+      txFrames.push({ ms: times[times.length - 3], bytes: current.slice(0, -2) });
       current = [0x55, 0xaa];
+      times = times.slice(-2);
     }
   });
-  return { board, host, txFrames: () => [...txFrames, { ms: board.ms, bytes: current }] };
+  return { board, host, txFrames: () => [...txFrames, { ms: times.at(-1) ?? board.ms, bytes: current }] };
 }
 
 /** Boot, wait for the chain to come up and hand the board work (share floor of the emulated chips). */
-async function hashing() {
+async function hashing(makeItem = workItem) {
   const b = await boot();
   await b.host.runUntil(() => b.board.usb.connected, { what: 'USB connection' });
   b.host.send('Hello');
@@ -68,7 +72,7 @@ async function hashing() {
   await b.host.runUntil(() => b.host.of('Log').some((l) => l.body.text.includes('chain up')), { timeoutMs: 30_000, what: 'chain up' });
   b.items = new Map();
   for (let id = 1; id <= 16; id++) {
-    const item = workItem(id);
+    const item = makeItem(id);
     b.items.set(id, item);
     b.host.send({ Work: item });
   }
@@ -158,6 +162,72 @@ test('a frequency change ramps the PLL 6.25 MHz a step while jobs keep flowing',
   const jobsDuringRamp = frames.slice(first, last).filter((f) => f[2] === 0x21).length;
   assert.ok(jobsDuringRamp >= 1, 'jobs went out while the clock ramped');
   await host.runUntil(() => host.of('Telemetry').at(-1)?.body.frequency_khz === 450_000, { timeoutMs: 2000, what: 'telemetry at 450 MHz' });
+  await board.close();
+});
+
+/** Broadcast register writes (0x51) to `register` among the chain frames. */
+const writes = (frames, register) => frames.filter((f) => f.bytes[2] === 0x51 && f.bytes[5] === register);
+const isJob = (f) => f.bytes[2] === 0x21;
+
+test('a template signalling a BIP320 bit: the chips stop rolling it and every nonce verifies', async () => {
+  // Regtest above height 143 sets testdummy's bit 28; the daemon leaves it out of the mask.
+  const signalling = (id) => ({ ...workItem(id), version: 0x30000000, version_mask: 0x0fffe000 });
+  const { board, host, items, txFrames } = await hashing(signalling);
+  await host.runUntil(() => host.of('Nonce').length >= 10, { timeoutMs: 60_000, what: '10 nonces' });
+  // 0xA4 = 0x9000_0000 | mask >> 13, to every chip, before the first job of that mask.
+  const frames = txFrames();
+  const maskWrite = writes(frames, 0xa4).findIndex((f) => hex(f.bytes.slice(6, 10)) === '90007fff');
+  assert.ok(maskWrite >= 0, 'no 0xA4 write of the mask 0x0FFFE000');
+  const maskAt = frames.indexOf(writes(frames, 0xa4)[maskWrite]);
+  const firstJob = frames.findIndex(isJob);
+  assert.ok(maskAt < firstJob, `mask write at frame ${maskAt}, first job at ${firstJob}`);
+  for (const { body } of host.of('Nonce')) {
+    assert.equal((body.version & 0x10000000) >>> 0, 0x10000000, 'the template\'s bit 28 kept');
+    assert.equal(nonceZeroBits(items.get(body.work_id), body), body.zero_bits);
+  }
+  await host.runUntil(() => (host.of('Telemetry').at(-1)?.body.chips[0].nonces ?? 0) >= 10, { timeoutMs: 3000, what: 'telemetry' });
+  assert.equal(host.of('Telemetry').at(-1).body.chips[0].errors, 0, 'no nonce failed verification');
+  await board.close();
+});
+
+test('pause switches the hash clock off: no nonces while paused, Idle only after, and resume ramps it back', async () => {
+  const { board, host, txFrames } = await hashing();
+  await host.runUntil(() => host.of('Nonce').length >= 3, { timeoutMs: 60_000, what: '3 nonces' });
+  const from = txFrames().length;
+  const pausedAt = board.ms;
+  host.send('Pause');
+  await host.runUntil(() => host.of('Telemetry', pausedAt).some((t) => t.body.state === 'Idle'), { timeoutMs: 3000, what: 'Idle' });
+  const idleAt = host.of('Telemetry', pausedAt).find((t) => t.body.state === 'Idle').ms;
+  // PLL0 (0x08) written to every chip with its enable bit (30) clear, before Idle was reported.
+  const off = writes(txFrames().slice(from), 0x08).filter((f) => (f.bytes[6] & 0x40) === 0);
+  assert.equal(off.length, 1, 'one clock-off write');
+  assert.ok(off[0].ms <= idleAt, `clock off at ${off[0].ms} ms, Idle reported at ${idleAt} ms`);
+  // Nonces already on the wire may still land; after that, none for 5 s.
+  const quietFrom = idleAt + 200;
+  await host.runFor(5000);
+  const whilePaused = host.of('Nonce', quietFrom).length;
+  const last = host.of('Telemetry').at(-1).body;
+  assert.equal(last.frequency_khz, 0, JSON.stringify(last));
+  assert.equal(last.state, 'Idle');
+  assert.equal(txFrames().slice(from).filter((f) => f.ms > off[0].ms && isJob(f)).length, 0, 'no job while paused');
+  assert.equal(whilePaused, 0, `${whilePaused} nonces while paused`);
+  // Resume: the clock ramps up from 50 MHz as at bring-up, then jobs and nonces come back.
+  const resumeFrom = txFrames().length;
+  const resumedAt = board.ms;
+  host.send('Resume');
+  const jobAfterResume = () => txFrames().slice(resumeFrom).find(isJob);
+  await host.runUntil(() => jobAfterResume(), { timeoutMs: 20_000, what: 'a job after Resume' });
+  const jobAt = jobAfterResume().ms;
+  await host.runUntil(() => host.of('Nonce', jobAt).length >= 3, { timeoutMs: 60_000, what: '3 nonces after Resume' });
+  const after = txFrames().slice(resumeFrom);
+  const ramp = writes(after, 0x08);
+  assert.equal(ramp.length, Math.ceil((525_000 - 50_000) / 6_250), 'a ramp step per 6.25 MHz');
+  assert.ok(ramp.every((f) => (f.bytes[6] & 0x40) !== 0), 'every step with the clock enabled');
+  assert.equal(hex(ramp.at(-1).bytes.slice(6, 10)), '40a80230', 'ends at 525 MHz');
+  const firstJob = after.findIndex(isJob);
+  assert.ok(firstJob > after.indexOf(ramp.at(-1)), 'the next job only once the clock is back');
+  await host.runUntil(() => host.of('Telemetry', resumedAt).some((t) => t.body.state === 'Hashing' && t.body.frequency_khz === 525_000), { timeoutMs: 3000, what: 'Hashing at 525 MHz' });
+  process.stderr.write(`pause: clock off ${(off[0].ms - pausedAt).toFixed(1)} ms after Pause, Idle at ${(idleAt - pausedAt).toFixed(1)} ms, 0 nonces in 5 s; resume: ${ramp.length} ramp steps, first job ${(jobAt - resumedAt).toFixed(0)} ms after Resume\n`);
   await board.close();
 });
 

@@ -48,9 +48,11 @@ pub enum HostToBoard {
         /// Duty, percent.
         percent: Option<u8>,
     },
-    /// Stop sending work to the chips (they stay powered).
+    /// Stop hashing: no more jobs, and the chips' hash clock switched off (they stay powered
+    /// and configured). The board reports `Idle` once the clock-off write has gone out.
     Pause,
-    /// Resume after [`HostToBoard::Pause`] or a cleared fault.
+    /// Resume after [`HostToBoard::Pause`] (the hash clock ramps back up before the next job)
+    /// or a cleared fault.
     Resume,
     /// Power-cycle and re-initialise the chain.
     Reset,

@@ -7,8 +7,9 @@ use bm13xx::command::{Command, Destination};
 use bm13xx::job::FullHeaderJob;
 use bm13xx::model::{ChainBaud, ChipModel};
 use bm13xx::pll::{self, FrequencyRamp};
-use bm13xx::register::addr;
-use embassy_futures::select::{Either, Either4, select, select4};
+use bm13xx::register::{self, addr};
+use bm13xx::sequence::InitConfig;
+use embassy_futures::select::{Either, Either3, Either4, select, select3, select4};
 use embassy_rp::gpio::Output;
 use embassy_rp::uart::{BufferedUartRx, BufferedUartTx};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -33,6 +34,20 @@ pub enum Target {
     },
 }
 
+/// What the main loop has the chips do while they are up, carried out in order: a version-mask
+/// write goes out before the job that needs it, a clock-on before the next job.
+#[derive(Debug, Clone, Copy)]
+pub enum ChainCommand {
+    /// A job for the chips.
+    Job(FullHeaderJob),
+    /// Version-rolling mask for the jobs that follow (register 0xA4, every chip).
+    VersionMask(u32),
+    /// Hash clock off; answered with [`ChainReport::HashingStopped`].
+    StopHashing,
+    /// Hash clock ramped back on; answered with [`ChainReport::HashingResumed`].
+    ResumeHashing,
+}
+
 /// What the chain tells the main loop. Bring-up reports carry the power-up generation so the
 /// controller can ignore answers to an abandoned power-up.
 pub enum ChainReport {
@@ -44,15 +59,22 @@ pub enum ChainReport {
     Event(ChainEvent),
     /// The UART failed while hashing.
     Lost(u32),
+    /// The clock-off write went out.
+    HashingStopped(u32),
+    /// The hash clock is back at its frequency.
+    HashingResumed(u32),
 }
 
 /// Desired chain state.
 pub static TARGET: Signal<CriticalSectionRawMutex, Target> = Signal::new();
 /// Desired hash clock while up, kHz; the chain task ramps to it from wherever it is.
 pub static FREQUENCY: Signal<CriticalSectionRawMutex, u32> = Signal::new();
-/// Jobs for the chips. The main loop uses `try_send`: a job that does not fit is dropped (the
-/// next one follows within the job interval) rather than stalling the safety loop.
-pub static JOBS: Channel<CriticalSectionRawMutex, FullHeaderJob, 8> = Channel::new();
+/// Jobs and the commands ordered with them. The main loop uses `try_send`: a command that does
+/// not fit is dropped rather than stalling the safety loop, and the controller is told
+/// ([`hearth_board::controller::Controller::on_chain_command_dropped`]) so that it issues what
+/// matters again. Few wait at a time: the task drains the queue as it comes, except during a
+/// resume ramp, and the controller sends no job then.
+pub static COMMANDS: Channel<CriticalSectionRawMutex, ChainCommand, 16> = Channel::new();
 /// Reports from the chain task.
 pub static REPORTS: Channel<CriticalSectionRawMutex, ChainReport, 16> = Channel::new();
 
@@ -99,7 +121,7 @@ async fn bring_up(
     reset: &mut Output<'static>,
     frequency_khz: u32,
 ) -> Result<
-    (ChainTx<BufferedUartTx>, ChainRx<BufferedUartRx>),
+    (ChainTx<BufferedUartTx>, ChainRx<BufferedUartRx>, InitConfig),
     (BufferedUartTx, BufferedUartRx, &'static str),
 > {
     set_uart_baud(115_200);
@@ -108,11 +130,12 @@ async fn bring_up(
     options.init.frequency_khz = frequency_khz;
     options.init.ticket_difficulty = board::TICKET_DIFFICULTY;
     options.init.baud = MINING_BAUD;
+    let init = options.init;
     let mut chain = Chain::new(model, tx, rx, Delay, UartBaud, options);
     let result = chain.init().await;
     let (tx, rx, _, _) = chain.split();
     match result {
-        Ok(_) => Ok((tx, rx)),
+        Ok(_) => Ok((tx, rx, init)),
         Err(e) => {
             reset.set_low();
             set_uart_baud(115_200);
@@ -146,6 +169,13 @@ async fn set_pll(tx: &mut ChainTx<BufferedUartTx>, model: ChipModel, khz: u32) {
     }
 }
 
+/// Hand chip events to the main loop; returns when the UART fails.
+async fn forward_events(rx: &mut ChainRx<BufferedUartRx>) {
+    while let Ok(event) = rx.next_event().await {
+        REPORTS.send(ChainReport::Event(event)).await;
+    }
+}
+
 /// ESP-Miner's ramp pace: one 6.25 MHz step every 100 ms.
 const RAMP_STEP_MS: u64 = 100;
 /// The chips' own hash and error counters are read this often (ESP-Miner polls the same).
@@ -174,12 +204,12 @@ pub async fn run(
             target = TARGET.wait().await;
         };
         target = Target::Down;
-        // Jobs and clock changes meant for an earlier chain are void.
-        while JOBS.try_receive().is_ok() {}
+        // Commands and clock changes meant for an earlier chain are void.
+        while COMMANDS.try_receive().is_ok() {}
         FREQUENCY.reset();
-        let (mut chain_tx, mut chain_rx) =
+        let (mut chain_tx, mut chain_rx, init) =
             match bring_up(model, tx, rx, &mut reset, frequency_khz).await {
-                Ok(halves) => halves,
+                Ok(up) => up,
                 Err((t, r, reason)) => {
                     (tx, rx) = (t, r);
                     REPORTS.send(ChainReport::Failed(generation, reason)).await;
@@ -195,7 +225,11 @@ pub async fn run(
         // Hashing: jobs out, replies in, counters polled, the clock ramped a step at a time,
         // and a new target taken at once even mid-ramp.
         let mut ramp: Option<FrequencyRamp> = None;
+        // The PLL's setting now, and the one asked for (the ramp's end).
         let mut clock_khz = frequency_khz;
+        let mut wanted_khz = frequency_khz;
+        // False between a StopHashing and a ResumeHashing: the hash clock is off.
+        let mut hashing = true;
         let mut next_poll = Instant::now() + Duration::from_millis(POLL_MS);
         let mut next_step = Instant::now();
         loop {
@@ -205,7 +239,7 @@ pub async fn run(
             };
             let event = select4(
                 select(TARGET.wait(), FREQUENCY.wait()),
-                JOBS.receive(),
+                COMMANDS.receive(),
                 chain_rx.next_event(),
                 Timer::at(wake),
             )
@@ -216,12 +250,69 @@ pub async fn run(
                     break;
                 }
                 Either4::First(Either::Second(khz)) => {
-                    ramp = Some(FrequencyRamp::new(clock_khz, khz));
-                    next_step = Instant::now();
+                    wanted_khz = khz;
+                    // With the clock off a PLL write would switch it on: the resume ramps
+                    // straight to the new clock instead.
+                    if hashing {
+                        ramp = Some(FrequencyRamp::new(clock_khz, khz));
+                        next_step = Instant::now();
+                    }
                 }
-                Either4::Second(job) => {
+                Either4::Second(ChainCommand::Job(job)) => {
                     let _ = chain_tx.send_job(&job).await;
                     let _ = chain_tx.flush().await;
+                }
+                Either4::Second(ChainCommand::VersionMask(mask)) => {
+                    let command = Command::WriteRegister {
+                        to: Destination::All,
+                        register: addr::VERSION_ROLLING,
+                        value: register::version_rolling(mask),
+                    };
+                    let _ = chain_tx.send(command).await;
+                    let _ = chain_tx.flush().await;
+                }
+                Either4::Second(ChainCommand::StopHashing) => {
+                    ramp = None;
+                    let off = InitConfig {
+                        frequency_khz: clock_khz,
+                        ..init
+                    };
+                    if chain_tx.stop_hashing(off).await.is_err() {
+                        REPORTS.send(ChainReport::Lost(generation)).await;
+                        break;
+                    }
+                    hashing = false;
+                    REPORTS.send(ChainReport::HashingStopped(generation)).await;
+                }
+                Either4::Second(ChainCommand::ResumeHashing) => {
+                    ramp = None;
+                    let on = InitConfig {
+                        frequency_khz: wanted_khz,
+                        ..init
+                    };
+                    // The ramp takes seconds: replies keep flowing meanwhile, and a new target
+                    // (power down) ends it at once.
+                    let resumed = select3(
+                        chain_tx.resume_hashing(on, board::ASIC_COUNT, &mut Delay),
+                        forward_events(&mut chain_rx),
+                        TARGET.wait(),
+                    )
+                    .await;
+                    match resumed {
+                        Either3::First(Ok(())) => {
+                            hashing = true;
+                            clock_khz = wanted_khz;
+                            REPORTS.send(ChainReport::HashingResumed(generation)).await;
+                        }
+                        Either3::First(Err(_)) | Either3::Second(()) => {
+                            REPORTS.send(ChainReport::Lost(generation)).await;
+                            break;
+                        }
+                        Either3::Third(new_target) => {
+                            target = new_target;
+                            break;
+                        }
+                    }
                 }
                 Either4::Third(Ok(event)) => REPORTS.send(ChainReport::Event(event)).await,
                 Either4::Third(Err(_)) => {

@@ -21,7 +21,7 @@ use core::panic::PanicInfo;
 
 use bm13xx::chain::ChainEvent;
 use bm13xx::model::ChipModel;
-use chain::{ChainReport, Target};
+use chain::{ChainCommand, ChainReport, Target};
 use embassy_executor::Spawner;
 use embassy_futures::select::{Either4, select4};
 use embassy_rp::bind_interrupts;
@@ -219,6 +219,12 @@ async fn main(spawner: Spawner) {
             Either4::Second(ChainReport::Lost(generation)) => {
                 controller.on_chain_failed(now, generation, "chain UART error")
             }
+            Either4::Second(ChainReport::HashingStopped(generation)) => {
+                controller.on_hashing_stopped(now, generation)
+            }
+            Either4::Second(ChainReport::HashingResumed(generation)) => {
+                controller.on_hashing_resumed(now, generation)
+            }
             Either4::Third(()) => controller.tick(now),
             Either4::Fourth(()) => {
                 let sensors = power.read_sensors().await;
@@ -232,11 +238,14 @@ async fn main(spawner: Spawner) {
                     link::send(message);
                     None
                 }
-                // Nothing here waits on the chain task: it may be mid bring-up for seconds.
-                Action::SendJob(job) => {
-                    let _ = chain::JOBS.try_send(job);
-                    None
+                // Nothing here waits on the chain task: it may be mid bring-up or mid resume
+                // ramp for seconds.
+                Action::SendJob(job) => to_chain(&mut controller, ChainCommand::Job(job)),
+                Action::SetVersionMask(mask) => {
+                    to_chain(&mut controller, ChainCommand::VersionMask(mask))
                 }
+                Action::StopHashing => to_chain(&mut controller, ChainCommand::StopHashing),
+                Action::ResumeHashing => to_chain(&mut controller, ChainCommand::ResumeHashing),
                 Action::SetFan(percent) => {
                     fan.set(percent);
                     power.set_fan(percent).await;
@@ -285,6 +294,15 @@ async fn main(spawner: Spawner) {
             }
         }
     }
+}
+
+/// Queues `command` for the chain task without waiting; if the queue is full the controller is
+/// told, so that it issues what the chips need again.
+fn to_chain(controller: &mut Controller, command: ChainCommand) -> Option<Actions> {
+    if chain::COMMANDS.try_send(command).is_err() {
+        controller.on_chain_command_dropped();
+    }
+    None
 }
 
 /// Appends `actions` to the pending list; any that do not fit are counted by the controller,

@@ -98,6 +98,19 @@ pub enum Action {
     Send(BoardToHost),
     /// Send a job to the chips.
     SendJob(FullHeaderJob),
+    /// Write the chips' version-rolling register (0xA4) to every chip, so that they roll
+    /// exactly these bits: after every job already sent, before the next. Full-header chips roll
+    /// chip-wide, not per job, so a job whose mask differs from the last needs this first, or
+    /// the chips roll (and clear) version bits its template set and no nonce verifies.
+    SetVersionMask(u32),
+    /// Switch the hash clock off on every chip ([`bm13xx::ChainTx::stop_hashing`]), after the
+    /// jobs already sent: the chips stay powered and configured but stop hashing and drawing
+    /// hashing power. Answer with [`Controller::on_hashing_stopped`] once the write went out.
+    StopHashing,
+    /// Ramp the hash clock back up after [`Action::StopHashing`]
+    /// ([`bm13xx::ChainTx::resume_hashing`]) to the current clock. Answer with
+    /// [`Controller::on_hashing_resumed`] once the ramp is done; no job goes out before.
+    ResumeHashing,
     /// Set the fan duty, percent.
     SetFan(u8),
     /// Power up: regulator on at `core_mv`, release reset, initialise the chain at
@@ -194,6 +207,19 @@ enum Power {
     Up,
 }
 
+/// The chips' hash clock as the controller last had it set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HashClock {
+    /// Running: as bring-up leaves it, or resumed.
+    On,
+    /// [`Action::StopHashing`] issued, not yet confirmed.
+    Stopping,
+    /// The clock-off write went out: the chips are not hashing.
+    Off,
+    /// [`Action::ResumeHashing`] issued, the ramp not yet done.
+    Starting,
+}
+
 /// A job the chips have, with the work item it came from.
 #[derive(Debug, Clone, Copy)]
 struct SentJob {
@@ -223,6 +249,10 @@ pub struct Controller {
     safe: Option<SafeReason>,
     zone: ThermalZone,
     paused: bool,
+    hash_clock: HashClock,
+    /// The version-rolling mask the chips were last given; `None` when in doubt (a chain command
+    /// was dropped), so the next job writes it again.
+    chip_version_mask: Option<u32>,
     queue: Deque<WorkItem, QUEUE_DEPTH>,
     jobs: JobTracker<SentJob>,
     recent: RecentNonces<64>,
@@ -302,6 +332,8 @@ impl Controller {
             safe: None,
             zone: ThermalZone::Normal,
             paused: false,
+            hash_clock: HashClock::On,
+            chip_version_mask: None,
             queue: Deque::new(),
             jobs: JobTracker::with_ids(job_ids),
             recent: RecentNonces::default(),
@@ -370,7 +402,10 @@ impl Controller {
             BoardState::Safe
         } else if self.power != Power::Up {
             BoardState::Starting
-        } else if self.paused || self.queue.is_empty() && self.jobs.is_empty() {
+        } else if self.paused && self.hash_clock == HashClock::Off
+            || self.queue.is_empty() && self.jobs.is_empty()
+        {
+            // Paused is reported only once the chips have really stopped.
             BoardState::Idle
         } else if self.throttled() {
             BoardState::Throttled
@@ -437,13 +472,17 @@ impl Controller {
                 self.fan_request = percent.map(|p| p.min(100));
                 self.apply_fan(out);
             }
-            HostToBoard::Pause => self.paused = true,
+            HostToBoard::Pause => {
+                self.paused = true;
+                self.sync_hash_clock(out);
+            }
             HostToBoard::Resume => {
                 self.paused = false;
                 self.send_next_now = true;
                 if self.safe == Some(SafeReason::HostReset) {
                     self.leave_safe(now_ms, out);
                 }
+                self.sync_hash_clock(out);
             }
             HostToBoard::Reset => self.host_reset(now_ms, out),
             HostToBoard::SetShareFloor { bits } => {

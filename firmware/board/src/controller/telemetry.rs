@@ -2,7 +2,7 @@
 
 use hearth_link::{BoardToHost, Telemetry};
 
-use super::{Controller, Out, Power};
+use super::{Controller, HashClock, Out, Power};
 
 /// Telemetry period.
 pub const TELEMETRY_MS: u32 = 1000;
@@ -33,7 +33,7 @@ impl Controller {
             input_mv: input.map(|p| p.mv),
             input_ma: input.map(|p| p.ma),
             input_mw: input.map(|p| p.mw),
-            frequency_khz: if self.power == Power::Up {
+            frequency_khz: if self.power == Power::Up && self.hash_clock != HashClock::Off {
                 self.frequency_khz
             } else {
                 0

@@ -1,15 +1,16 @@
-//! Work: the queue of host work items, the job cadence to the chips, the chain's answers to a
-//! power-up, and nonce verification (each nonce re-hashed against the job it names).
+//! Work: the queue of host work items, the job cadence to the chips, the chips' version-rolling
+//! mask and hash clock (pause), the chain's answers to a power-up, and nonce verification (each
+//! nonce re-hashed against the job it names).
 
 use bm13xx::job::{FullHeaderJob, roll_version};
-use bm13xx::model::NonceReply;
+use bm13xx::model::{JobFormat, NonceReply};
 use bm13xx::register::addr;
 use bm13xx::response::RegisterReply;
 use bm13xx::sequence::address_interval;
 use bm13xx::verify::{header_hash, leading_zero_bits};
 use hearth_link::{BoardToHost, Fault, LogLevel, NonceReport, WorkItem};
 
-use super::{Action, Actions, Controller, Out, Power, SentJob, format, text};
+use super::{Action, Actions, Controller, HashClock, Out, Power, SentJob, format, text};
 
 /// Work items the board queues.
 pub const QUEUE_DEPTH: usize = 16;
@@ -73,9 +74,24 @@ impl Controller {
         if self.power != Power::Up || self.safe.is_some() || self.paused {
             return;
         }
+        if self.hash_clock != HashClock::On {
+            // Jobs wait for the clock: none is lost on chips that are not hashing.
+            self.sync_hash_clock(out);
+            return;
+        }
         let Some(item) = self.queue.pop_front() else {
             return;
         };
+        // Full-header chips roll the bits of their 0xA4 register, chip-wide: keep it equal to
+        // this job's mask (it shrinks when the template sets bits inside BIP320's), or they
+        // roll, and so clear, the template's bits and no nonce verifies. Midstate chips roll
+        // nothing themselves.
+        if self.config.model.job_format() == JobFormat::FullHeader
+            && self.chip_version_mask != Some(item.version_mask)
+        {
+            out.push(Action::SetVersionMask(item.version_mask));
+            self.chip_version_mask = Some(item.version_mask);
+        }
         let job = FullHeaderJob {
             job_id: 0,
             starting_nonce: 0,
@@ -118,8 +134,66 @@ impl Controller {
         });
     }
 
-    /// Job cadence and asking for work.
+    /// Issue whatever hash-clock command brings the chips to what the host wants: off while
+    /// paused, on otherwise. Nothing while a command is on its way or the core is not up (a
+    /// power-up brings the clock up; [`Controller::on_chain_up`] stops it again if paused).
+    pub(super) fn sync_hash_clock(&mut self, out: &mut Out) {
+        if self.power != Power::Up || self.safe.is_some() {
+            return;
+        }
+        match (self.paused, self.hash_clock) {
+            (true, HashClock::On | HashClock::Starting) => {
+                out.push(Action::StopHashing);
+                self.hash_clock = HashClock::Stopping;
+            }
+            (false, HashClock::Off | HashClock::Stopping) => {
+                out.push(Action::ResumeHashing);
+                self.hash_clock = HashClock::Starting;
+            }
+            _ => {}
+        }
+    }
+
+    /// The chain switched the hash clock off for power-up `generation` (the write went out):
+    /// from now on a paused board reports itself [`hearth_link::BoardState::Idle`].
+    pub fn on_hashing_stopped(&mut self, _now_ms: u32, generation: u32) -> Actions {
+        if generation == self.generation
+            && self.power == Power::Up
+            && self.hash_clock == HashClock::Stopping
+        {
+            self.hash_clock = HashClock::Off;
+        }
+        self.finish(Out::default())
+    }
+
+    /// The chain ramped the hash clock back up for power-up `generation`: jobs flow again.
+    pub fn on_hashing_resumed(&mut self, now_ms: u32, generation: u32) -> Actions {
+        let mut out = Out::default();
+        if generation == self.generation
+            && self.power == Power::Up
+            && self.hash_clock == HashClock::Starting
+        {
+            self.hash_clock = HashClock::On;
+            self.send_next_job(now_ms, &mut out);
+        }
+        self.finish(out)
+    }
+
+    /// A job, mask or clock command did not fit the chain's queue: what the chips have is in
+    /// doubt. The next job writes its mask again, and a clock command on its way is issued
+    /// again at the next tick.
+    pub fn on_chain_command_dropped(&mut self) {
+        self.chip_version_mask = None;
+        self.hash_clock = match self.hash_clock {
+            HashClock::Stopping => HashClock::On,
+            HashClock::Starting => HashClock::Off,
+            settled => settled,
+        };
+    }
+
+    /// Job cadence, the hash clock, and asking for work.
     pub(super) fn work_tick(&mut self, now_ms: u32, out: &mut Out) {
+        self.sync_hash_clock(out);
         if self.power == Power::Up
             && (self.send_next_now
                 || now_ms.wrapping_sub(self.last_job_ms) >= self.config.job_interval_ms)
@@ -139,12 +213,17 @@ impl Controller {
         if generation == self.generation && self.power == Power::Starting {
             self.power = Power::Up;
             self.up_since = Some(now_ms);
+            // Bring-up leaves the clock running; the first job writes its own mask.
+            self.hash_clock = HashClock::On;
+            self.chip_version_mask = None;
             self.jobs.clear();
             self.recent.clear();
             self.send_next_now = true;
             self.asked_for_work_ms = None;
             out.log(LogLevel::Info, text("chain up, hashing"));
             out.send(BoardToHost::Hello(self.capabilities()));
+            // Paused before this power-up: the chips stop at once.
+            self.sync_hash_clock(&mut out);
             self.send_next_job(now_ms, &mut out);
             self.ask_for_work_if_low(now_ms, &mut out);
         }

@@ -16,7 +16,7 @@ use bm13xx::{Command, Destination, register};
 use embedded_io_adapters::tokio_1::FromTokio;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Device, DeviceContext};
+use super::{Device, DeviceContext, STOP_CHIPS_AFTER};
 use crate::events::Event;
 use crate::share::Found;
 use crate::work::{Job, TemplateWork};
@@ -24,9 +24,9 @@ use crate::work::{Job, TemplateWork};
 /// How long a stopping chain device keeps reading nonces the chips already sent.
 const STOP_DRAIN: Duration = Duration::from_millis(200);
 
-/// Drive an initialised chain: send jobs, turn nonces into results. With no work (paused), the
-/// chips' hash clock is switched off so they stop hashing for real; it is switched on again
-/// with the next work. On shutdown the chips are stopped the same way and the nonces already on
+/// Drive an initialised chain: send jobs, turn nonces into results. With no work for
+/// [`STOP_CHIPS_AFTER`] (paused), the chips' hash clock is switched off so they stop hashing for
+/// real; it is switched on again with the next work. On shutdown the chips are stopped the same way and the nonces already on
 /// the wire are still read and handed over.
 async fn mine_chain<W, R, B>(
     chain: Chain<W, R, TokioDelay, B>,
@@ -51,20 +51,31 @@ where
     let mut hashing = true;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the chips are to stop for lack of work (see STOP_CHIPS_AFTER).
+    let mut stop_at = work
+        .is_none()
+        .then(|| tokio::time::Instant::now() + STOP_CHIPS_AFTER);
     loop {
-        if work.is_none() && hashing {
-            tx.stop_hashing(init).await?;
-            hashing = false;
-            ctx.stats.update(ctx.index, |d| d.paused = true);
-            tracing::info!(device = %ctx.name, "paused: chips stopped (hash clock off)");
-        }
         let send_now = tokio::select! {
             _ = ctx.cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(stop_at.unwrap_or_else(tokio::time::Instant::now)), if stop_at.is_some() => {
+                stop_at = None;
+                if work.is_none() && hashing {
+                    tx.stop_hashing(init).await?;
+                    hashing = false;
+                    ctx.stats.update(ctx.index, |d| d.paused = true);
+                    tracing::info!(device = %ctx.name, "paused: chips stopped (hash clock off)");
+                }
+                false
+            }
             changed = ctx.work.changed() => {
                 if changed.is_err() {
                     break; // daemon gone
                 }
                 work = ctx.work.borrow_and_update().clone();
+                stop_at = work
+                    .is_none()
+                    .then(|| tokio::time::Instant::now() + STOP_CHIPS_AFTER);
                 tick.reset();
                 true
             }

@@ -18,7 +18,7 @@ use hearth_link::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{Device, DeviceContext};
+use super::{Device, DeviceContext, STOP_CHIPS_AFTER};
 use crate::events::Event;
 use crate::share::Found;
 use crate::work::{Job, TemplateWork};
@@ -234,16 +234,34 @@ impl LinkDevice {
 
         let depth = usize::from(caps.queue_depth).max(1);
         let mut work = s.ctx.work.borrow_and_update().clone();
-        if let Some(w) = work.clone() {
-            s.send(&HostToBoard::ClearWork).await?;
-            s.send_work(&w, depth).await?;
+        // With no work the chips must stop for real: Pause switches the board's hash clock off
+        // (ClearWork alone leaves them hashing the last job). The board may still be paused by
+        // an earlier session, so work starts with Resume.
+        match work.clone() {
+            Some(w) => {
+                s.send(&HostToBoard::Resume).await?;
+                s.send(&HostToBoard::ClearWork).await?;
+                s.send_work(&w, depth).await?;
+            }
+            None => {
+                s.send(&HostToBoard::ClearWork).await?;
+                s.send(&HostToBoard::Pause).await?;
+            }
         }
+        let mut pause_sent = work.is_none();
+        // When to tell the board to stop its chips for lack of work (see STOP_CHIPS_AFTER).
+        let mut pause_at: Option<tokio::time::Instant> = None;
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut seq = 0u32;
         let mut last_log = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                _ = s.ctx.cancel.cancelled() => return Ok(()),
+                _ = s.ctx.cancel.cancelled() => {
+                    // Nobody will send work any more: stop the chips now rather than when the
+                    // board notices the silence.
+                    let _ = s.send(&HostToBoard::Pause).await;
+                    return Ok(());
+                }
                 changed = s.ctx.work.changed() => {
                     if changed.is_err() {
                         return Ok(());
@@ -256,12 +274,30 @@ impl LinkDevice {
                     work = new;
                     match &work {
                         Some(w) => {
+                            if pause_sent {
+                                s.send(&HostToBoard::Resume).await?;
+                                pause_sent = false;
+                                s.ctx.stats.update(s.ctx.index, |d| d.paused = false);
+                            }
                             if new_tip {
                                 s.send(&HostToBoard::ClearWork).await?;
                             }
                             s.send_work(&w.clone(), if new_tip { depth } else { 2 }).await?;
                         }
-                        None => s.send(&HostToBoard::ClearWork).await?,
+                        None => {
+                            s.send(&HostToBoard::ClearWork).await?;
+                            pause_at = Some(tokio::time::Instant::now() + STOP_CHIPS_AFTER);
+                        }
+                    }
+                    if work.is_some() {
+                        pause_at = None;
+                    }
+                }
+                _ = tokio::time::sleep_until(pause_at.unwrap_or_else(tokio::time::Instant::now)), if pause_at.is_some() => {
+                    pause_at = None;
+                    if work.is_none() && !pause_sent {
+                        s.send(&HostToBoard::Pause).await?;
+                        pause_sent = true;
                     }
                 }
                 _ = ping.tick() => {
@@ -313,6 +349,11 @@ impl LinkDevice {
                                         vcore_mv = ?t.vcore_mv, input_mw = ?t.input_mw, mhz = t.frequency_khz as f64 / 1000.0,
                                         "board telemetry");
                                 }
+                                // Paused only once the board says so: it reports Idle after
+                                // its hash clock is off.
+                                let paused = pause_sent
+                                    && matches!(t.state, hearth_link::BoardState::Idle | hearth_link::BoardState::Safe);
+                                s.ctx.stats.update(s.ctx.index, |d| d.paused = paused);
                                 if let Ok(mut slot) = self.telemetry.lock() {
                                     *slot = Some(t);
                                 }

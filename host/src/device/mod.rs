@@ -45,6 +45,13 @@ pub struct DeviceContext {
     pub cancel: CancellationToken,
 }
 
+/// How long a device goes without work before it stops its chips. Most pauses are the moment
+/// between finding a block and the node's next template (milliseconds): stopping the hash clock
+/// for those would cost a full frequency ramp (seconds on silicon) after every find, while the
+/// chips would only have added a few siblings of our own block. A pause that lasts (the node is
+/// gone) stops them for real.
+pub const STOP_CHIPS_AFTER: Duration = Duration::from_secs(2);
+
 /// Where a device sends its results: the share checker's queue. Every result handed over is
 /// counted ([`crate::events::DeviceStats::results`]), so that "every result was checked" can
 /// be verified: after a shutdown, a device's results equal its shares, stale results,

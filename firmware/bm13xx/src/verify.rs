@@ -216,6 +216,11 @@ impl<P: Clone> NonceVerifier<P> {
         self.min_zero_bits = bits;
     }
 
+    /// Whether no job is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
     /// Forget all jobs (new block, chain re-initialised).
     pub fn clear(&mut self) {
         self.jobs.clear();

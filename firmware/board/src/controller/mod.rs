@@ -20,7 +20,8 @@ use core::fmt::Write as _;
 
 use bm13xx::job::FullHeaderJob;
 use bm13xx::model::ChipModel;
-use bm13xx::tracker::{JobTracker, RecentNonces};
+use bm13xx::register::DEFAULT_VERSION_MASK;
+use bm13xx::verify::NonceVerifier;
 use heapless::{Deque, String, Vec};
 use hearth_link::{
     BoardState, BoardToHost, Capabilities, ChipCounters, HostToBoard, LogLevel, WorkItem,
@@ -220,14 +221,6 @@ enum HashClock {
     Starting,
 }
 
-/// A job the chips have, with the work item it came from.
-#[derive(Debug, Clone, Copy)]
-struct SentJob {
-    work_id: u32,
-    version_mask: u32,
-    job: FullHeaderJob,
-}
-
 /// The way out of the Regulator and InputPower safe states: after a backoff, CLEAR_FAULTS,
 /// then enough healthy readings in a row.
 #[derive(Debug, Clone, Copy)]
@@ -254,8 +247,8 @@ pub struct Controller {
     /// was dropped), so the next job writes it again.
     chip_version_mask: Option<u32>,
     queue: Deque<WorkItem, QUEUE_DEPTH>,
-    jobs: JobTracker<SentJob>,
-    recent: RecentNonces<64>,
+    /// The jobs the chips have, each with the host's work id: the shared nonce verifier.
+    jobs: NonceVerifier<u32>,
     counters: Vec<ChipCounters, 16>,
     share_floor_bits: u32,
     frequency_khz: u32,
@@ -318,8 +311,9 @@ impl Controller {
     /// A controller at boot (`now_ms`): fan at 100 % until the first temperature, a PowerDown on
     /// the first tick, then power-up on the first tick after a good chip-temperature reading.
     pub fn new(config: BoardConfig, now_ms: u32) -> Self {
-        let job_ids = config.model.job_id_count();
         let chips = usize::from(config.chips).min(16);
+        // The threshold follows the share floor: set before each check.
+        let jobs = NonceVerifier::new(config.model, DEFAULT_VERSION_MASK, 32);
         let mut counters = Vec::new();
         for _ in 0..chips {
             let _ = counters.push(ChipCounters::default());
@@ -335,8 +329,7 @@ impl Controller {
             hash_clock: HashClock::On,
             chip_version_mask: None,
             queue: Deque::new(),
-            jobs: JobTracker::with_ids(job_ids),
-            recent: RecentNonces::default(),
+            jobs,
             counters,
             share_floor_bits: 32,
             fan_request: None,

@@ -2,15 +2,15 @@
 //! mask and hash clock (pause), the chain's answers to a power-up, and nonce verification (each
 //! nonce re-hashed against the job it names).
 
-use bm13xx::job::{FullHeaderJob, roll_version};
+use bm13xx::job::FullHeaderJob;
 use bm13xx::model::{JobFormat, NonceReply};
 use bm13xx::register::addr;
 use bm13xx::response::RegisterReply;
 use bm13xx::sequence::address_interval;
-use bm13xx::verify::{header_hash, leading_zero_bits};
+use bm13xx::verify::NonceVerdict;
 use hearth_link::{BoardToHost, Fault, LogLevel, NonceReport, WorkItem};
 
-use super::{Action, Actions, Controller, HashClock, Out, Power, SentJob, format, text};
+use super::{Action, Actions, Controller, HashClock, Out, Power, format, text};
 
 /// Work items the board queues.
 pub const QUEUE_DEPTH: usize = 16;
@@ -101,14 +101,7 @@ impl Controller {
             prev_block_hash: item.prev_block_hash,
             version: item.version,
         };
-        let sent = SentJob {
-            work_id: item.id,
-            version_mask: item.version_mask,
-            job,
-        };
-        let id = self.jobs.insert(sent);
-        let job = FullHeaderJob { job_id: id, ..job };
-        self.jobs.insert_at(id, SentJob { job, ..sent });
+        let job = self.jobs.add_job_with(job, item.version_mask, item.id);
         out.push(Action::SendJob(job));
         self.last_job_ms = now_ms;
         self.send_next_now = false;
@@ -217,7 +210,6 @@ impl Controller {
             self.hash_clock = HashClock::On;
             self.chip_version_mask = None;
             self.jobs.clear();
-            self.recent.clear();
             self.send_next_now = true;
             self.asked_for_work_ms = None;
             out.log(LogLevel::Info, text("chain up, hashing"));
@@ -256,30 +248,29 @@ impl Controller {
 
     fn nonce(&mut self, reply: &NonceReply, out: &mut Out) {
         let chip = usize::from(reply.chip_index(self.config.model, self.config.chips));
-        let Some(sent) = self.jobs.get(reply.job_id).copied() else {
+        self.jobs.set_min_zero_bits(self.share_bits());
+        let checked = match self.jobs.check(reply) {
+            NonceVerdict::Valid(checked) => checked,
+            NonceVerdict::HardwareError(_) => {
+                if let Some(c) = self.counters.get_mut(chip) {
+                    c.errors = c.errors.saturating_add(1);
+                }
+                return;
+            }
+            NonceVerdict::UnknownJob | NonceVerdict::Duplicate(_) => return,
+        };
+        let Some(&work_id) = self.jobs.payload(reply.job_id) else {
             return;
         };
-        let version = roll_version(sent.job.version, reply.version_bits, sent.version_mask);
-        let hash = header_hash(&sent.job.header(version, reply.nonce));
-        let zero_bits = leading_zero_bits(&hash);
-        if zero_bits < self.share_bits() {
-            if let Some(c) = self.counters.get_mut(chip) {
-                c.errors = c.errors.saturating_add(1);
-            }
-            return;
-        }
-        if !self.recent.insert(reply.job_id, version, reply.nonce) {
-            return;
-        }
         if let Some(c) = self.counters.get_mut(chip) {
             c.nonces = c.nonces.saturating_add(1);
         }
         out.send(BoardToHost::Nonce(NonceReport {
-            work_id: sent.work_id,
-            version,
+            work_id,
+            version: checked.version,
             nonce: reply.nonce,
             chip: chip as u8,
-            zero_bits: zero_bits.min(255) as u8,
+            zero_bits: checked.zero_bits.min(255) as u8,
         }));
     }
 

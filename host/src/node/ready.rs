@@ -123,7 +123,7 @@ pub fn check_signet_challenge(info: &ChainInfo) -> anyhow::Result<()> {
         return Ok(());
     }
     bail!(
-        "this signet's block challenge is {hex_challenge} ({}): its blocks must be signed, and Hearth          cannot sign signet blocks. Hearth mines only a custom signet whose challenge needs no          signature, such as OP_TRUE (bitcoind -signet -signetchallenge=51).",
+        "this signet's block challenge is {hex_challenge} ({}): its blocks must be signed, and Hearth cannot sign signet blocks. Hearth mines only a custom signet whose challenge needs no signature, such as OP_TRUE (bitcoind -signet -signetchallenge=51).",
         challenge.to_asm_string()
     )
 }

@@ -335,15 +335,13 @@ fn from_wire(w: WireTemplate<'_>, body: &Arc<[u8]>) -> Result<BlockTemplate, Gbt
     let vb_required = u32::try_from(w.vbrequired)
         .map_err(|_| err("vbrequired", format!("{} out of range", w.vbrequired)))?;
     let mut vb_available = 0u32;
-    for (name, bit) in &w.vbavailable {
-        // BIP9 deployments use bits 0..=28 (the top three bits are the 001 version prefix).
-        if *bit > 28 {
-            return Err(err(
-                format!("vbavailable.{name}"),
-                format!("bit {bit} is not a BIP9 bit (0..28)"),
-            ));
+    for bit in w.vbavailable.values() {
+        // BIP9 deployments use bits 0..=28 (the top three bits are the 001 version prefix). A
+        // bit above that cannot be in the rolling mask anyway: ignored, never a reason to
+        // refuse the template and stop mining.
+        if *bit <= 28 {
+            vb_available |= 1 << bit;
         }
-        vb_available |= 1 << bit;
     }
     Ok(BlockTemplate {
         height,

@@ -197,6 +197,14 @@ impl Journal {
         Ok(entries)
     }
 
+    /// Whether the block `hash` at `height` is filed under `outcome`.
+    pub fn has(&self, outcome: Outcome, height: u32, hash: &str) -> bool {
+        self.root
+            .join(outcome.dir())
+            .join(Self::file_name(height, hash))
+            .exists()
+    }
+
     /// Entries in an outcome directory (tests, status).
     pub fn entries(&self, outcome: Outcome) -> usize {
         fs::read_dir(self.root.join(outcome.dir()))
@@ -408,6 +416,23 @@ impl Submitter {
             if deserialize_hex::<Block>(&entry.block).is_err() {
                 // Ours to decode badly is no reason to withhold it: the node decides.
                 tracing::error!(%hash, "journalled block does not decode here; submitting it for the node's verdict");
+            }
+            // A sibling of a block of ours that holds the height could only tie with it (and a
+            // tie would make the node reorg from one of our blocks to the other).
+            if let Ok(holder) = self
+                .rpc
+                .call::<String>("getblockhash", json!([entry.height]))
+                .await
+                && holder != entry.hash
+                && self.journal.has(Outcome::Accepted, entry.height, &holder)
+            {
+                tracing::info!(height = entry.height, %hash, ours = %holder,
+                    "journalled block is a sibling of our own block at this height; not submitted");
+                let reason = format!(
+                    "sibling of our own block {holder}, already on the active chain at this height"
+                );
+                self.report(&entry, hash, usize::MAX, Outcome::Stale, &reason);
+                continue;
             }
             match submit_and_confirm(
                 &self.rpc,

@@ -368,3 +368,57 @@ async fn sigterm_during_a_burst_of_finds_exits_promptly_and_loses_nothing() {
     }
     eprintln!("SIGTERM to exit: {took:?}; {stats}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_sibling_of_our_own_accepted_block_is_not_resubmitted_at_start_up() {
+    // A hard stop left a sibling of our accepted block pending. Submitting it at the next start
+    // would tie with our own block and preciousblock would reorg the node from one of our blocks
+    // to the other; it is filed as a sibling instead.
+    let node = common::node(&[]).await;
+    let rpc = node.rpc().unwrap();
+    let template = hearth::node::source::fetch_template(
+        &rpc,
+        bitcoin::Network::Regtest,
+        None,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let (_, payout) = common::address("P2WPKH");
+    let work = Arc::new(TemplateWork::new(1, template, &payout, b"/sib/", true).unwrap());
+    let job =
+        Arc::new(JobFactory::new(0, Arc::new(AtomicU64::new(1)), BIP320_MASK).next_job(&work));
+    let results = block_results(&job, 2);
+    let entry = |f: &Found| hearth::submit::JournalEntry {
+        height: work.template.height,
+        hash: f.job.header(f.version, f.nonce).block_hash().to_string(),
+        device: "d".into(),
+        found_at: 0,
+        block: hex::encode(f.job.block_bytes(f.version, f.nonce)),
+    };
+    let (ours, sibling) = (entry(&results[0]), entry(&results[1]));
+    assert_eq!(
+        common::call(&rpc, "submitblock", json!([ours.block])).await,
+        json!(null)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    journal.record(&ours).unwrap();
+    journal.finish(&ours, Outcome::Accepted).unwrap();
+    journal.record(&sibling).unwrap();
+
+    let stats = Stats::default();
+    let submitter = Submitter {
+        rpc: rpc.clone(),
+        journal: journal.clone(),
+        candidates: mpsc::channel(1).1,
+        submitted: mpsc::unbounded_channel().0,
+        stats,
+        events: broadcast::channel(16).0,
+        cancel: CancellationToken::new(),
+    };
+    submitter.resubmit_pending().await.unwrap();
+    assert_eq!(best(&rpc).await, ours.hash, "the node left our first block");
+    assert!(journal.has(Outcome::Stale, sibling.height, &sibling.hash));
+    assert!(journal.pending().unwrap().is_empty());
+}

@@ -255,10 +255,12 @@ impl<I2C: I2c, EN: OutputPin> PowerStage<I2C, EN> {
         self.enable.set_high().map_err(|_| PowerError::EnablePin)?;
         delay.delay_ms(CORE_SETTLE_MS).await;
         let measured_mv = self.tps.read_vout_mv().await.map_err(regulator_error)?;
-        if measured_mv * 1000 < core_mv * CORE_MIN_PERMILLE {
+        // In u64: a nonsense reading (a garbage VOUT_MODE exponent) must not wrap into range.
+        let (measured, requested) = (u64::from(measured_mv) * 1000, u64::from(core_mv));
+        if measured < requested * u64::from(CORE_MIN_PERMILLE) {
             return Err(PowerError::VoltageLow { measured_mv });
         }
-        if measured_mv * 1000 > core_mv * CORE_MAX_PERMILLE {
+        if measured > requested * u64::from(CORE_MAX_PERMILLE) {
             return Err(PowerError::VoltageHigh { measured_mv });
         }
         Ok(())

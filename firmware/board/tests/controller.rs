@@ -8,7 +8,7 @@ use bm13xx::response::{Response, parse_response};
 use hearth_board::controller::{
     Action, BoardConfig, Controller, FAN_STALL_MS, FAN_STALL_STOP_MS, InputPower, QUEUE_DEPTH,
     RECOVERY_BACKOFF_MS, RECOVERY_HEALTHY_READINGS, RESET_MIN_INTERVAL_MS, Reading,
-    RegulatorReading, Sensors,
+    RegulatorReading, Sensors, WARNING_CLEAR_INTERVAL_MS,
 };
 use hearth_board::pmbus::Health;
 use hearth_board::thermal::ThermalLimits;
@@ -828,6 +828,35 @@ fn a_regulator_warning_throttles_instead_of_stopping() {
         )),
         "{a:?}"
     );
+}
+
+#[test]
+fn a_regulator_warning_is_cleared_so_that_a_passing_one_does_not_throttle_for_good() {
+    // PMBus status bits stay latched until CLEAR_FAULTS: without a clear, the regulator would go
+    // on reporting a warning long after a brief one, and the board would stay throttled.
+    let mut c = hashing();
+    let warn = vr_status(healthy(50), Health::Warning, 0x0004);
+    let a = c.on_sensors(1000, warn).to_vec();
+    assert_eq!(count(&a, &Action::ClearRegulatorFaults), 1, "{a:?}");
+    // Still reported within the interval: no second clear yet (the bus is not flooded).
+    let a = run_for(&mut c, 1250, 1000 + WARNING_CLEAR_INTERVAL_MS - 250, warn);
+    assert_eq!(count(&a, &Action::ClearRegulatorFaults), 0, "{a:?}");
+    // Still there after the interval: cleared again.
+    let a = run_for(
+        &mut c,
+        1000 + WARNING_CLEAR_INTERVAL_MS - 250,
+        1250 + WARNING_CLEAR_INTERVAL_MS,
+        warn,
+    );
+    assert_eq!(count(&a, &Action::ClearRegulatorFaults), 1, "{a:?}");
+    // Nothing is cleared while the regulator is healthy.
+    let a = run_for(
+        &mut c,
+        1250 + WARNING_CLEAR_INTERVAL_MS,
+        1250 + 3 * WARNING_CLEAR_INTERVAL_MS,
+        healthy(50),
+    );
+    assert_eq!(count(&a, &Action::ClearRegulatorFaults), 0, "{a:?}");
 }
 
 #[test]

@@ -309,7 +309,11 @@ test('a regulator warning throttles, it does not stop the board', async () => {
   await host.runFor(2000);
   assert.ok(board.tps546.isOn(), 'the core stays on');
   assert.ok(!host.of('Fault', warned).some((f) => f.body.RegulatorFault), 'no RegulatorFault for a warning');
-  // A fault does stop it.
+  // The status bits latch until CLEAR_FAULTS: the firmware clears them, so a warning that has
+  // passed does not keep the board throttled.
+  assert.equal(board.tps546.statusWord, 0, 'latched warning cleared');
+  // A fault does stop it (it latches STATUS_WORD's summary bit and STATUS_TEMPERATURE).
+  board.tps546.setStatusWord(0x0004);
   board.tps546.setStatusByte(0x7d, 0x80); // OT fault
   await host.runUntil(() => !board.tps546.isOn(), { timeoutMs: 2000, what: 'core off on a fault' });
   // Power off goes first; the report follows on the link.

@@ -272,7 +272,11 @@ async fn main(spawner: Spawner) {
                         });
                         None
                     }
-                    Err(e) => Some(controller.on_chain_failed(now_ms(), generation, e.reason())),
+                    // A regulator that is silent, refuses, or brings the core up outside its
+                    // bounds is a regulator fault: the Regulator safe state (pin low, backoff
+                    // that doubles, CLEAR_FAULTS, healthy readings), not a chain retry every
+                    // 10 s that would put the chips through the same overshoot each time.
+                    Err(e) => Some(controller.on_power_error(now_ms(), e.reason())),
                 },
                 Action::SetFrequency { to_khz, .. } => {
                     chain::FREQUENCY.signal(to_khz);

@@ -125,7 +125,10 @@ impl FanPwm {
     pub fn set(&mut self, percent: u8) {
         let mut config = pwm::Config::default();
         config.top = self.top;
-        config.compare_a = ((u32::from(self.top) + 1) * u32::from(percent.min(100)) / 100) as u16;
+        // With top = 0xFFFF, compare = top + 1 does not fit: 0xFFFF (one count short of
+        // constant high) rather than wrapping to 0, which would stop the fan.
+        let compare = (u32::from(self.top) + 1) * u32::from(percent.min(100)) / 100;
+        config.compare_a = u16::try_from(compare).unwrap_or(u16::MAX);
         self.pwm.set_config(&config);
     }
 }

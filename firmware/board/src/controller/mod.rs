@@ -33,7 +33,7 @@ use crate::thermal::{ThermalLimits, ThermalZone};
 pub use safety::{
     FAN_STALL_MS, FAN_STALL_STOP_MS, RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MS,
     RECOVERY_HEALTHY_READINGS, RESET_MIN_INTERVAL_MS, SENSOR_FAILURES_MAX, SENSOR_FAILURES_TO_STOP,
-    SENSOR_STALE_MS, THROTTLE_STEP_MS, VOUT_ENVELOPE_MARGIN_PERMILLE,
+    SENSOR_STALE_MS, THROTTLE_STEP_MS, VOUT_ENVELOPE_MARGIN_PERMILLE, WARNING_CLEAR_INTERVAL_MS,
 };
 pub use telemetry::TELEMETRY_MS;
 pub use work::{QUEUE_DEPTH, QUEUE_LOW, WORK_LOW_REPEAT_MS};
@@ -274,6 +274,9 @@ pub struct Controller {
     last_asic_ok_ms: Option<u32>,
     sensors: Sensors,
     regulator_warning: bool,
+    /// When CLEAR_FAULTS last went out for a regulator warning: PMBus status bits stay latched
+    /// until cleared, so without it one passing warning would throttle the board for good.
+    warning_cleared_ms: Option<u32>,
     /// Since when the fan has read 0 rpm while driven.
     fan_still_since: Option<u32>,
     fan_stalled: bool,
@@ -348,6 +351,7 @@ impl Controller {
             last_asic_ok_ms: None,
             sensors: Sensors::default(),
             regulator_warning: false,
+            warning_cleared_ms: None,
             fan_still_since: None,
             fan_stalled: false,
             fan_good_readings: 0,

@@ -45,6 +45,10 @@ pub const RESET_MIN_INTERVAL_MS: u32 = 10_000;
 pub const VOUT_ENVELOPE_MARGIN_PERMILLE: u32 = 1_050;
 
 /// `now` has reached `at` (wrapping time).
+/// While the regulator reports a warning, CLEAR_FAULTS goes out this often; a warning that
+/// comes back after the clear is still there.
+pub const WARNING_CLEAR_INTERVAL_MS: u32 = 10_000;
+
 fn reached(now_ms: u32, at: u32) -> bool {
     now_ms.wrapping_sub(at) < u32::MAX / 2
 }
@@ -411,6 +415,16 @@ impl Controller {
                     );
                 }
                 self.regulator_warning = warning;
+                // The status bits are latched: clear them (at most every
+                // WARNING_CLEAR_INTERVAL_MS) so that a warning counts only while its cause lasts.
+                if warning
+                    && self
+                        .warning_cleared_ms
+                        .is_none_or(|at| now_ms.wrapping_sub(at) >= WARNING_CLEAR_INTERVAL_MS)
+                {
+                    self.warning_cleared_ms = Some(now_ms);
+                    out.push(Action::ClearRegulatorFaults);
+                }
                 let bound =
                     u32::from(self.config.core_mv_range.1) * VOUT_ENVELOPE_MARGIN_PERMILLE / 1000;
                 if powered && u32::from(r.vout_mv) > bound && may_stop {

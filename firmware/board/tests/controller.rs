@@ -860,6 +860,32 @@ fn a_regulator_warning_is_cleared_so_that_a_passing_one_does_not_throttle_for_go
 }
 
 #[test]
+fn host_changes_made_during_bring_up_are_applied_once_the_chain_is_up() {
+    let mut c = Controller::new(config(), 0);
+    c.on_sensors(0, healthy(50)).to_vec();
+    let a = c.tick(0).to_vec();
+    assert!(!power_ups(&a).is_empty(), "{a:?}");
+    // While the chain comes up (seconds of PLL ramp), the host asks for other settings.
+    let a = c.on_host(5, HostToBoard::SetVoltage { mv: 1200 }).to_vec();
+    assert!(
+        !a.contains(&Action::SetCoreVoltage(1200)),
+        "not while starting: {a:?}"
+    );
+    c.on_host(6, HostToBoard::SetFrequency { khz: 500_000 })
+        .to_vec();
+    let up = c.on_chain_up(10, 1).to_vec();
+    assert!(up.contains(&Action::SetCoreVoltage(1200)), "{up:?}");
+    assert!(
+        up.contains(&Action::SetFrequency {
+            from_khz: 525_000,
+            to_khz: 500_000
+        }),
+        "{up:?}"
+    );
+    assert_eq!(c.telemetry(20).frequency_khz, 500_000);
+}
+
+#[test]
 fn a_regulator_fault_recovers_after_a_backoff_clear_faults_and_healthy_readings() {
     let mut c = hashing();
     let fault = vr_status(healthy(50), Health::Fault, 0x0020);

@@ -277,6 +277,9 @@ pub struct Controller {
     /// When CLEAR_FAULTS last went out for a regulator warning: PMBus status bits stay latched
     /// until cleared, so without it one passing warning would throttle the board for good.
     warning_cleared_ms: Option<u32>,
+    /// Core voltage and clock the last PowerUp asked for: a change that arrives during
+    /// bring-up (the host, a throttle step) is applied once the chain is up.
+    powered_with: (u16, u32),
     /// Since when the fan has read 0 rpm while driven.
     fan_still_since: Option<u32>,
     fan_stalled: bool,
@@ -352,6 +355,7 @@ impl Controller {
             sensors: Sensors::default(),
             regulator_warning: false,
             warning_cleared_ms: None,
+            powered_with: (0, 0),
             fan_still_since: None,
             fan_stalled: false,
             fan_good_readings: 0,

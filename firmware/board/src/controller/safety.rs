@@ -254,6 +254,7 @@ impl Controller {
                 frequency_khz: self.frequency_khz,
                 generation: self.generation,
             });
+            self.powered_with = (self.core_mv, self.frequency_khz);
         }
     }
 

@@ -214,6 +214,18 @@ impl Controller {
             self.asked_for_work_ms = None;
             out.log(LogLevel::Info, text("chain up, hashing"));
             out.send(BoardToHost::Hello(self.capabilities()));
+            // What changed while the chain came up (a host request, a throttle step) is applied
+            // now: until here it only updated the controller's state.
+            let (powered_mv, powered_khz) = self.powered_with;
+            if self.core_mv != powered_mv {
+                out.push(Action::SetCoreVoltage(self.core_mv));
+            }
+            if self.frequency_khz != powered_khz && !self.paused {
+                out.push(Action::SetFrequency {
+                    from_khz: powered_khz,
+                    to_khz: self.frequency_khz,
+                });
+            }
             // Paused before this power-up: the chips stop at once.
             self.sync_hash_clock(&mut out);
             self.send_next_job(now_ms, &mut out);

@@ -377,17 +377,21 @@ async fn the_node_dying_loses_no_block_and_mining_resumes_when_it_returns() {
         _ => {}
     };
     node.terminate();
-    common::wait_event(&mut events, Duration::from_secs(20), "node down", |e| {
-        note(e);
-        matches!(e, hearth::events::Event::NodeDown { .. })
-    })
-    .await;
     // A block found while the node is away (in flight when it went, or found on the last
-    // template during the grace period) is journalled and waits; mining pauses.
-    common::wait_event(&mut events, Duration::from_secs(20), "paused", |e| {
-        note(e);
-        matches!(e, hearth::events::Event::Paused { .. })
-    })
+    // template during the grace period) is journalled and waits; mining pauses. (It may have
+    // paused already, on that find, before the node was seen down: no second Paused then.)
+    let (mut down, mut paused) = (false, false);
+    common::wait_event(
+        &mut events,
+        Duration::from_secs(30),
+        "node down and paused",
+        |e| {
+            note(e);
+            down |= matches!(e, hearth::events::Event::NodeDown { .. });
+            paused |= matches!(e, hearth::events::Event::Paused { .. });
+            down && paused
+        },
+    )
     .await;
     let (height, hash) = *candidates
         .iter()

@@ -227,19 +227,32 @@ impl<P: Clone> NonceVerifier<P> {
         self.recent.clear();
     }
 
-    /// Check one reply: rebuild the version the chip hashed (rolled bits on full-header chips,
-    /// the midstate's step on BM1397, inside the job's mask), re-hash the header, compare with
+    /// The version the chip hashed for `reply` on `booked`: rolled bits on full-header chips,
+    /// the midstate's step on BM1397, inside the job's mask.
+    fn hashed_version(&self, booked: &Booked<P>, reply: &NonceReply) -> u32 {
+        let (base, mask) = (booked.job.version, booked.version_mask);
+        match self.model.job_format() {
+            JobFormat::FullHeader => roll_version(base, reply.version_bits, mask),
+            JobFormat::Midstate => midstate_version(base, mask, reply.midstate_index),
+        }
+    }
+
+    /// The version the chip hashed for `reply` and its job's payload; `None` for a job not in
+    /// flight. No hashing: for a caller that re-hashes the header itself (the daemon's share
+    /// checker does, against 256-bit targets).
+    pub fn job_version(&self, reply: &NonceReply) -> Option<(u32, &P)> {
+        let booked = self.jobs.get(reply.job_id)?;
+        Some((self.hashed_version(booked, reply), &booked.payload))
+    }
+
+    /// Check one reply: rebuild the version the chip hashed, re-hash the header, compare with
     /// the threshold, and look for a repeat.
     pub fn check(&mut self, reply: &NonceReply) -> NonceVerdict {
         let Some(booked) = self.jobs.get(reply.job_id) else {
             return NonceVerdict::UnknownJob;
         };
-        let (job, mask) = (&booked.job, booked.version_mask);
-        let version = match self.model.job_format() {
-            JobFormat::FullHeader => roll_version(job.version, reply.version_bits, mask),
-            JobFormat::Midstate => midstate_version(job.version, mask, reply.midstate_index),
-        };
-        let hash = header_hash(&job.header(version, reply.nonce));
+        let version = self.hashed_version(booked, reply);
+        let hash = header_hash(&booked.job.header(version, reply.nonce));
         let checked = CheckedNonce {
             version,
             nonce: reply.nonce,
@@ -317,6 +330,12 @@ mod tests {
             0x3000_2000
         );
         assert_eq!(verifier.payload(narrow.job_id), Some(&7));
+        // The same version without hashing, for a caller that re-hashes itself.
+        assert_eq!(
+            verifier.job_version(&reply(narrow.job_id)),
+            Some((0x3000_2000, &7))
+        );
+        assert_eq!(verifier.job_version(&reply(30)), None);
         // The same reply for the wide job clears bit 28: another header.
         assert_eq!(
             checked(verifier.check(&reply(wide.job_id))).version,

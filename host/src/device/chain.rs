@@ -44,8 +44,8 @@ where
 {
     let model = chain.model();
     let (mut tx, mut rx, mut delay, _) = chain.split();
-    // The chip's own threshold: a result below it is a hardware error (the share checker
-    // counts it). The mask is per job.
+    // Jobs in flight with their masks; it rebuilds each nonce's version. The share checker
+    // re-hashes and classifies every result, so this one never hashes.
     let mut verifier: NonceVerifier<Arc<Job>> = NonceVerifier::new(model, chip_mask, share_bits);
     let mut work: Option<Arc<TemplateWork>> = ctx.work.borrow_and_update().clone();
     let mut hashing = true;
@@ -82,7 +82,7 @@ where
             _ = tick.tick() => true,
             event = rx.next_event() => {
                 let event = event.map_err(|e| anyhow::anyhow!("chain UART: {e:?}"))?;
-                if let Some(found) = nonce_result(event, &mut verifier, ctx, chips, share_bits)
+                if let Some(found) = nonce_result(event, &verifier, ctx, chips, share_bits)
                     && ctx.found.send(found).await.is_err()
                 {
                     return Ok(());
@@ -138,7 +138,7 @@ where
             _ = &mut drain => break,
             event = rx.next_event() => {
                 let Ok(event) = event else { break };
-                if let Some(found) = nonce_result(event, &mut verifier, ctx, chips, share_bits)
+                if let Some(found) = nonce_result(event, &verifier, ctx, chips, share_bits)
                     && ctx.found.send(found).await.is_err()
                 {
                     break;
@@ -150,12 +150,12 @@ where
 }
 
 /// The result a nonce reply stands for, if it belongs to a job we sent. The version the chip
-/// hashed is rebuilt by the shared verifier (the firmware uses the same one); every result for a
-/// known job goes on to the share checker, which classifies and counts it, hardware errors and
-/// repeats included.
+/// hashed is rebuilt by the shared verifier (the firmware uses the same one, and also re-hashes
+/// there); every result for a known job goes on to the share checker, which re-hashes,
+/// classifies and counts it, hardware errors and repeats included.
 fn nonce_result(
     event: ChainEvent,
-    verifier: &mut NonceVerifier<Arc<Job>>,
+    verifier: &NonceVerifier<Arc<Job>>,
     ctx: &DeviceContext,
     chips: u16,
     share_bits: u32,
@@ -163,8 +163,8 @@ fn nonce_result(
     let ChainEvent::Nonce(reply) = event else {
         return None;
     };
-    let version = verifier.check(&reply).checked()?.version;
-    let job = verifier.payload(reply.job_id)?.clone();
+    let (version, job) = verifier.job_version(&reply)?;
+    let job = job.clone();
     Some(Found {
         device: ctx.index,
         device_name: ctx.name.clone(),

@@ -13,7 +13,7 @@ use hearth::daemon::{Daemon, drain_pipeline};
 use hearth::events::Stats;
 use hearth::share::{Found, ShareChecker};
 use hearth::submit::{Journal, Outcome, Submitter};
-use hearth::work::{BIP320_MASK, JobFactory, TemplateWork};
+use hearth::work::{BIP320_MASK, JobFactory};
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -105,11 +105,22 @@ async fn a_block_that_ties_with_another_is_made_the_preferred_tip() {
     }
 }
 
+/// A fast emulated board: on regtest nearly every one of its results is a block.
+const BURST_BOARD: &str = "[[device]]\nkind = \"sim\"\nname = \"burst\"\nmodel = \"BM1370\"\nchips = 8\nfloor_bits = 12\nhashrate = 400000.0\n";
+
+/// Every block in the journal directory `accepted` is on the active chain at its height.
+async fn assert_accepted_are_on_chain(rpc: &hearth::node::RpcClient, accepted: &std::path::Path) {
+    for file in std::fs::read_dir(accepted).unwrap() {
+        let entry: hearth::submit::JournalEntry =
+            serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
+        let on_chain = common::call(rpc, "getblockhash", json!([entry.height])).await;
+        assert_eq!(on_chain.as_str(), Some(entry.hash.as_str()));
+    }
+}
+
 /// `n` results on one job whose hashes all meet the (regtest) network target.
 fn block_results(job: &Arc<hearth::work::Job>, n: usize) -> Vec<Found> {
-    let target = job.work.template.target;
-    (0u32..)
-        .filter(|nonce| target.is_met_by(job.header(job.version, *nonce).block_hash()))
+    common::block_nonces(job)
         .take(n)
         .map(|nonce| Found {
             device: 0,
@@ -130,17 +141,8 @@ async fn a_shutdown_journals_every_queued_result_and_submits_the_candidates() {
     // submit before it returns; cancelling everything at once dropped them.
     let node = common::node(&[]).await;
     let rpc = node.rpc().unwrap();
-    let template = hearth::node::source::fetch_template(
-        &rpc,
-        bitcoin::Network::Regtest,
-        None,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    let parent = template.prev_blockhash;
-    let (_, payout) = common::address("P2WPKH");
-    let work = Arc::new(TemplateWork::new(1, template, &payout, b"/burst/", true).unwrap());
+    let work = common::regtest_work(&rpc, b"/burst/").await;
+    let parent = work.prev_blockhash();
     let job =
         Arc::new(JobFactory::new(0, Arc::new(AtomicU64::new(1)), BIP320_MASK).next_job(&work));
 
@@ -226,8 +228,7 @@ async fn a_shutdown_during_a_burst_of_finds_loses_nothing() {
     let rpc = node.rpc().unwrap();
     let journal_dir = tempfile::tempdir().unwrap();
     let (address, _) = common::address("P2WPKH");
-    let devices = "[[device]]\nkind = \"sim\"\nname = \"burst\"\nmodel = \"BM1370\"\nchips = 8\nfloor_bits = 12\nhashrate = 400000.0\n";
-    let config = common::config_for(&node, &address.to_string(), journal_dir.path(), devices);
+    let config = common::config_for(&node, &address.to_string(), journal_dir.path(), BURST_BOARD);
     let daemon = Daemon::start(config).await.unwrap();
     let mut events = daemon.events.subscribe();
     common::accepted_blocks(&mut events, 5, Duration::from_secs(120)).await;
@@ -251,12 +252,7 @@ async fn a_shutdown_during_a_burst_of_finds_loses_nothing() {
         "a block was never journalled: {device:?}"
     );
     let dir = journal_dir.path().join("accepted");
-    for file in std::fs::read_dir(dir).unwrap() {
-        let entry: hearth::submit::JournalEntry =
-            serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
-        let on_chain = common::call(&rpc, "getblockhash", json!([entry.height])).await;
-        assert_eq!(on_chain.as_str(), Some(entry.hash.as_str()));
-    }
+    assert_accepted_are_on_chain(&rpc, &dir).await;
 }
 
 /// `key=value` from a tracing line (ANSI colours stripped).
@@ -293,12 +289,7 @@ async fn sigterm_during_a_burst_of_finds_exits_promptly_and_loses_nothing() {
     let log_path = dir.path().join("hearth.log");
     std::fs::write(
         &config_path,
-        format!(
-            "[node]\nnetwork = \"regtest\"\nurl = \"{}\"\ncookie = \"{}\"\npoll_interval_secs = 0.5\n[payout]\naddress = \"{address}\"\n[journal]\ndir = \"{}\"\n[[device]]\nkind = \"sim\"\nname = \"burst\"\nmodel = \"BM1370\"\nchips = 8\nfloor_bits = 12\nhashrate = 400000.0\n",
-            node.rpc_url(),
-            node.cookie_path().display(),
-            journal.path().display()
-        ),
+        common::config_text(&node, &address.to_string(), journal.path(), BURST_BOARD),
     )
     .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
@@ -360,12 +351,7 @@ async fn sigterm_during_a_burst_of_finds_exits_promptly_and_loses_nothing() {
         field(stats, "found"),
         "a block was never journalled: {stats}"
     );
-    for file in std::fs::read_dir(journal.path().join("accepted")).unwrap() {
-        let entry: hearth::submit::JournalEntry =
-            serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
-        let on_chain = common::call(&rpc, "getblockhash", json!([entry.height])).await;
-        assert_eq!(on_chain.as_str(), Some(entry.hash.as_str()));
-    }
+    assert_accepted_are_on_chain(&rpc, &journal.path().join("accepted")).await;
     eprintln!("SIGTERM to exit: {took:?}; {stats}");
 }
 
@@ -376,16 +362,7 @@ async fn a_pending_sibling_of_our_own_accepted_block_is_not_resubmitted_at_start
     // to the other; it is filed as a sibling instead.
     let node = common::node(&[]).await;
     let rpc = node.rpc().unwrap();
-    let template = hearth::node::source::fetch_template(
-        &rpc,
-        bitcoin::Network::Regtest,
-        None,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    let (_, payout) = common::address("P2WPKH");
-    let work = Arc::new(TemplateWork::new(1, template, &payout, b"/sib/", true).unwrap());
+    let work = common::regtest_work(&rpc, b"/sib/").await;
     let job =
         Arc::new(JobFactory::new(0, Arc::new(AtomicU64::new(1)), BIP320_MASK).next_job(&work));
     let results = block_results(&job, 2);

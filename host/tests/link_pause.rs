@@ -12,7 +12,7 @@ use std::time::Duration;
 use hearth::device::link::LinkDevice;
 use hearth::device::{Device, DeviceContext, ResultSender};
 use hearth::events::Stats;
-use hearth::work::{BIP320_MASK, JobFactory, TemplateWork};
+use hearth::work::{BIP320_MASK, JobFactory};
 use hearth_link::{
     BoardState, BoardToHost, Capabilities, FrameDecoder, HostToBoard, MAX_FRAME, Telemetry, encode,
 };
@@ -95,16 +95,7 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 async fn no_work_pauses_the_board_and_work_resumes_it() {
     let node = common::node(&[]).await;
     let rpc = node.rpc().unwrap();
-    let template = hearth::node::source::fetch_template(
-        &rpc,
-        bitcoin::Network::Regtest,
-        None,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    let (_, payout) = common::address("P2WPKH");
-    let work = Arc::new(TemplateWork::new(1, template, &payout, b"/link/", true).unwrap());
+    let work = common::regtest_work(&rpc, b"/link/").await;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

@@ -161,8 +161,16 @@ fn config_via(
     config
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_truncated_and_stalled_replies_never_stop_the_daemon() {
+/// A daemon mining a real regtest node through the fault proxy; `mode` picks the fault.
+struct Proxied {
+    daemon: Daemon,
+    events: tokio::sync::broadcast::Receiver<Event>,
+    mode: Arc<AtomicU8>,
+    _node: hearth::regtest::RegtestNode,
+    _journal: tempfile::TempDir,
+}
+
+async fn daemon_behind_proxy() -> Proxied {
     let node = common::node(&[]).await;
     let mode = Arc::new(AtomicU8::new(PASS));
     let url = proxy(format!("127.0.0.1:{}", node.rpc_port), mode.clone()).await;
@@ -170,7 +178,25 @@ async fn malformed_truncated_and_stalled_replies_never_stop_the_daemon() {
     let daemon = Daemon::start(config_via(&node, &url, journal.path()))
         .await
         .unwrap();
-    let mut events = daemon.events.subscribe();
+    let events = daemon.events.subscribe();
+    Proxied {
+        daemon,
+        events,
+        mode,
+        _node: node,
+        _journal: journal,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_truncated_and_stalled_replies_never_stop_the_daemon() {
+    let Proxied {
+        daemon,
+        mut events,
+        mode,
+        _node,
+        _journal,
+    } = daemon_behind_proxy().await;
     common::accepted_blocks(&mut events, 2, Duration::from_secs(60)).await;
 
     for fault in [TRUNCATED_GBT, BAD_FIELD_GBT] {
@@ -291,14 +317,13 @@ async fn a_block_answered_with_warm_up_is_retried_until_the_node_takes_it() {
     // A node restarting answers -28 "Loading block index…" to submitblock. That is no verdict:
     // the block stays pending and is sent again until the node answers (it was filed as
     // rejected, never to be sent again).
-    let node = common::node(&[]).await;
-    let mode = Arc::new(AtomicU8::new(PASS));
-    let url = proxy(format!("127.0.0.1:{}", node.rpc_port), mode.clone()).await;
-    let journal = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(config_via(&node, &url, journal.path()))
-        .await
-        .unwrap();
-    let mut events = daemon.events.subscribe();
+    let Proxied {
+        daemon,
+        mut events,
+        mode,
+        _node,
+        _journal,
+    } = daemon_behind_proxy().await;
     common::accepted_blocks(&mut events, 1, Duration::from_secs(60)).await;
 
     mode.store(WARMUP_SUBMIT, Ordering::SeqCst);
@@ -386,14 +411,13 @@ async fn a_block_whose_confirmation_keeps_failing_is_unknown_not_stale() {
 async fn a_paused_chain_really_stops_hashing_and_resumes() {
     // The node goes silent; after the grace period the daemon pauses. A chain driven by the
     // host (sim here, serial on hardware) must stop hashing, not go on with its last job.
-    let node = common::node(&[]).await;
-    let mode = Arc::new(AtomicU8::new(PASS));
-    let url = proxy(format!("127.0.0.1:{}", node.rpc_port), mode.clone()).await;
-    let journal = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(config_via(&node, &url, journal.path()))
-        .await
-        .unwrap();
-    let mut events = daemon.events.subscribe();
+    let Proxied {
+        daemon,
+        mut events,
+        mode,
+        _node,
+        _journal,
+    } = daemon_behind_proxy().await;
     common::accepted_blocks(&mut events, 1, Duration::from_secs(60)).await;
     let sim = daemon.sim(0).unwrap();
     let hashes = || sim.stats().hashes.iter().sum::<u64>();

@@ -162,7 +162,15 @@ pub fn config_for(
     journal: &Path,
     devices: &str,
 ) -> hearth::config::Validated {
-    let text = format!(
+    hearth::config::Config::parse(&config_text(node, address, journal, devices))
+        .unwrap()
+        .validate()
+        .unwrap()
+}
+
+/// The `hearth.toml` text behind [`config_for`], for tests that run the binary.
+pub fn config_text(node: &RegtestNode, address: &str, journal: &Path, devices: &str) -> String {
+    format!(
         r#"
         [node]
         network = "{chain}"
@@ -182,11 +190,7 @@ pub fn config_for(
         url = node.rpc_url(),
         cookie = node.cookie_path().display(),
         journal = journal.display(),
-    );
-    hearth::config::Config::parse(&text)
-        .unwrap()
-        .validate()
-        .unwrap()
+    )
 }
 
 pub const SIM_4_BM1370: &str = r#"
@@ -286,13 +290,11 @@ pub fn spend_p2wpkh(
     tx
 }
 
-/// A block solved here (on the CPU; regtest targets are easy) from the node's own template,
-/// not submitted: its consensus hex, height and hash.
-pub async fn solved_block(rpc: &RpcClient) -> (String, u32, bitcoin::BlockHash) {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicU64;
-
-    use hearth::work::{BIP320_MASK, JobFactory, TemplateWork};
+/// Work from the node's own template, paying our P2WPKH test address with coinbase `tag`.
+pub async fn regtest_work(
+    rpc: &RpcClient,
+    tag: &[u8],
+) -> std::sync::Arc<hearth::work::TemplateWork> {
     let template = hearth::node::source::fetch_template(
         rpc,
         bitcoin::Network::Regtest,
@@ -302,15 +304,29 @@ pub async fn solved_block(rpc: &RpcClient) -> (String, u32, bitcoin::BlockHash) 
     .await
     .unwrap();
     let (_, payout) = address("P2WPKH");
-    let work = Arc::new(TemplateWork::new(1, template, &payout, b"/solved here/", true).unwrap());
+    std::sync::Arc::new(hearth::work::TemplateWork::new(1, template, &payout, tag, true).unwrap())
+}
+
+/// The nonces, in order, whose header hash meets the job's (regtest: easy) network target.
+pub fn block_nonces(job: &hearth::work::Job) -> impl Iterator<Item = u32> + '_ {
+    (0u32..).filter(|n| {
+        job.work
+            .template
+            .target
+            .is_met_by(job.header(job.version, *n).block_hash())
+    })
+}
+
+/// A block solved here (on the CPU; regtest targets are easy) from the node's own template,
+/// not submitted: its consensus hex, height and hash.
+pub async fn solved_block(rpc: &RpcClient) -> (String, u32, bitcoin::BlockHash) {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use hearth::work::{BIP320_MASK, JobFactory};
+    let work = regtest_work(rpc, b"/solved here/").await;
     let job = JobFactory::new(9, Arc::new(AtomicU64::new(0)), BIP320_MASK).next_job(&work);
-    let nonce = (0u32..)
-        .find(|n| {
-            work.template
-                .target
-                .is_met_by(job.header(job.version, *n).block_hash())
-        })
-        .unwrap();
+    let nonce = block_nonces(&job).next().unwrap();
     let hash = job.header(job.version, nonce).block_hash();
     (
         hex::encode(job.block_bytes(job.version, nonce)),

@@ -27,6 +27,45 @@ pub struct Config {
     /// Mining devices.
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceConfig>,
+    /// The Stratum V1 server for miners on the network (none without the section).
+    pub stratum: Option<StratumConfig>,
+}
+
+/// `[stratum]`: Bitaxes, NerdMiners, cgminer devices and Antminers mine through Hearth.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StratumConfig {
+    /// `host:port` to listen on, e.g. `0.0.0.0:3333`.
+    pub listen: String,
+    /// Difficulty a new miner starts at; may be fractional (regtest needs about 0.0001).
+    #[serde(default = "defaults::start_difficulty")]
+    pub start_difficulty: f64,
+    /// Lowest difficulty vardiff or a miner's suggestion may set (default: the smaller of the
+    /// start difficulty and 0.0001).
+    pub min_difficulty: Option<f64>,
+    /// Highest difficulty vardiff or a miner's suggestion may set.
+    pub max_difficulty: Option<f64>,
+    /// Shares per minute vardiff aims for, per miner.
+    #[serde(default = "defaults::shares_per_minute")]
+    pub shares_per_minute: f64,
+    /// Whether difficulty follows each miner's share rate.
+    #[serde(default = "defaults::yes")]
+    pub vardiff: bool,
+    /// Connections held at once, in total.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Connections held at once from one IP address.
+    #[serde(default = "defaults::max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Seconds a new connection has to subscribe and authorize.
+    #[serde(default = "defaults::handshake_timeout_secs")]
+    pub handshake_timeout_secs: f64,
+    /// Seconds of silence after which a miner is dropped.
+    #[serde(default = "defaults::idle_timeout_secs")]
+    pub idle_timeout_secs: f64,
+    /// Longest coinbase miners may be sent. 255 fits NerdMiner's buffer; ESP-Miner takes 384.
+    #[serde(default = "defaults::max_coinbase_bytes")]
+    pub max_coinbase_bytes: usize,
 }
 
 /// `[node]`.
@@ -213,6 +252,30 @@ mod defaults {
     pub fn cpu_share_bits() -> u32 {
         16
     }
+    pub fn start_difficulty() -> f64 {
+        1024.0
+    }
+    pub fn shares_per_minute() -> f64 {
+        10.0
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    pub fn max_connections_per_ip() -> usize {
+        64
+    }
+    pub fn handshake_timeout_secs() -> f64 {
+        15.0
+    }
+    pub fn idle_timeout_secs() -> f64 {
+        600.0
+    }
+    pub fn max_coinbase_bytes() -> usize {
+        255
+    }
 }
 
 /// Longest tag accepted: 100-byte scriptSig minus height (≤ 5), extranonce (9) and push bytes.
@@ -310,6 +373,8 @@ pub struct Validated {
     pub node_loss_grace: Duration,
     /// Start-up wait for the node.
     pub startup_timeout: Duration,
+    /// The Stratum server's settings, when `[stratum]` is there.
+    pub stratum: Option<crate::stratum::StratumSettings>,
 }
 
 fn seconds(key: &str, value: f64, min: f64, max: f64) -> anyhow::Result<Duration> {
@@ -386,11 +451,15 @@ impl Config {
         {
             bail!("node.zmq_hashblock = {zmq:?}: must be a tcp:// endpoint");
         }
-        if self.devices.is_empty() {
+        if self.devices.is_empty() && self.stratum.is_none() {
             bail!(
-                "no [[device]] configured: add at least one (kind = \"serial\", \"sim\" or \"cpu\")"
+                "no [[device]] and no [stratum] configured: add a device (kind = \"serial\", \"sim\" or \"cpu\") or a [stratum] server for miners on the network"
             );
         }
+        let stratum = match &self.stratum {
+            Some(s) => Some(validate_stratum(s, &payout, self.payout.tag.as_bytes())?),
+            None => None,
+        };
         for (i, device) in self.devices.iter().enumerate() {
             validate_device(i, device)?;
         }
@@ -421,9 +490,90 @@ impl Config {
                 0.0,
                 86_400.0,
             )?,
+            stratum,
             config: self,
         })
     }
+}
+
+fn validate_stratum(
+    s: &StratumConfig,
+    payout: &ScriptBuf,
+    tag: &[u8],
+) -> anyhow::Result<crate::stratum::StratumSettings> {
+    let listen: std::net::SocketAddr = s.listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "stratum.listen = {:?}: give an address and port, e.g. \"0.0.0.0:3333\"",
+            s.listen
+        )
+    })?;
+    let difficulty = |key: &str, value: f64| -> anyhow::Result<f64> {
+        if !value.is_finite() || value <= 0.0 || value > 1e15 {
+            bail!("stratum.{key} = {value}: a difficulty above 0 and at most 1e15");
+        }
+        Ok(value)
+    };
+    let start = difficulty("start_difficulty", s.start_difficulty)?;
+    let min = difficulty(
+        "min_difficulty",
+        s.min_difficulty.unwrap_or(start.min(0.0001)),
+    )?;
+    let max = difficulty("max_difficulty", s.max_difficulty.unwrap_or(1e15))?;
+    if !(min <= start && start <= max) {
+        bail!(
+            "stratum.start_difficulty = {start} must lie between stratum.min_difficulty ({min}) and stratum.max_difficulty ({max})"
+        );
+    }
+    if !(0.1..=600.0).contains(&s.shares_per_minute) {
+        bail!(
+            "stratum.shares_per_minute = {}: 0.1 to 600",
+            s.shares_per_minute
+        );
+    }
+    if s.max_connections == 0 || s.max_connections_per_ip == 0 {
+        bail!("stratum.max_connections and stratum.max_connections_per_ip must be at least 1");
+    }
+    if !(150..=100_000).contains(&s.max_coinbase_bytes) {
+        bail!(
+            "stratum.max_coinbase_bytes = {}: 255 fits every common miner (NerdMiner), 384 fits ESP-Miner",
+            s.max_coinbase_bytes
+        );
+    }
+    let longest = crate::template::coinbase::longest_coinbase_len(payout, tag)
+        .map_err(|e| anyhow::anyhow!("payout.tag: {e}"))?;
+    if longest > s.max_coinbase_bytes {
+        bail!(
+            "payout.tag ({} bytes) with this payout address gives coinbases of up to {longest} bytes, over stratum.max_coinbase_bytes = {}; miners with smaller buffers would send only wrong shares. Shorten payout.tag by {} bytes",
+            tag.len(),
+            s.max_coinbase_bytes,
+            longest - s.max_coinbase_bytes
+        );
+    }
+    Ok(crate::stratum::StratumSettings {
+        listen,
+        vardiff: crate::stratum::difficulty::VardiffConfig {
+            start,
+            min,
+            max,
+            shares_per_minute: s.shares_per_minute,
+            enabled: s.vardiff,
+        },
+        max_connections: s.max_connections,
+        max_connections_per_ip: s.max_connections_per_ip,
+        handshake_timeout: seconds(
+            "stratum.handshake_timeout_secs",
+            s.handshake_timeout_secs,
+            0.1,
+            3600.0,
+        )?,
+        idle_timeout: seconds(
+            "stratum.idle_timeout_secs",
+            s.idle_timeout_secs,
+            1.0,
+            86_400.0,
+        )?,
+        write_timeout: Duration::from_secs(10),
+    })
 }
 
 fn model(key: &str, name: &str) -> anyhow::Result<ChipModel> {
@@ -618,5 +768,51 @@ mod tests {
             &format!("[payout]\ntag = \"{}\"", "x".repeat(61)),
         );
         assert!(error(&long_tag).contains("payout.tag"));
+    }
+
+    #[test]
+    fn stratum_settings_are_checked_and_the_coinbase_bound_names_the_key() {
+        let with = |section: &str| format!("{GOOD}\n[stratum]\n{section}");
+        let v = Config::parse(&with(
+            "listen = \"127.0.0.1:3333\"\nstart_difficulty = 0.0001",
+        ))
+        .unwrap()
+        .validate()
+        .unwrap();
+        let s = v.stratum.unwrap();
+        assert_eq!(s.vardiff.start, 0.0001);
+        assert_eq!(s.vardiff.min, 0.0001);
+        assert_eq!(s.listen.port(), 3333);
+        // Integers are difficulties too.
+        let v = Config::parse(&with("listen = \"0.0.0.0:3333\"\nstart_difficulty = 1024"))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(v.stratum.unwrap().vardiff.start, 1024.0);
+        assert!(error(&with("listen = \"3333\"")).contains("stratum.listen"));
+        assert!(
+            error(&with("listen = \"0.0.0.0:3333\"\nstart_difficulty = 0"))
+                .contains("stratum.start_difficulty")
+        );
+        assert!(
+            error(&with(
+                "listen = \"0.0.0.0:3333\"\nstart_difficulty = 1\nmin_difficulty = 2"
+            ))
+            .contains("stratum.min_difficulty")
+        );
+        // A 60-byte tag fits 255 bytes (217) but not a 200-byte buffer: the error names the key.
+        let long_tag = with("listen = \"0.0.0.0:3333\"\nmax_coinbase_bytes = 200").replace(
+            "[payout]",
+            &format!("[payout]\ntag = \"{}\"", "x".repeat(60)),
+        );
+        let text = error(&long_tag);
+        assert!(
+            text.contains("payout.tag") && text.contains("stratum.max_coinbase_bytes = 200"),
+            "{text}"
+        );
+        // No devices is fine when miners come over Stratum.
+        let stratum_only = GOOD.replace("[[device]]\n        kind = \"sim\"", "")
+            + "\n[stratum]\nlisten = \"127.0.0.1:3333\"\n";
+        Config::parse(&stratum_only).unwrap().validate().unwrap();
     }
 }

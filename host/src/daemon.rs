@@ -30,6 +30,7 @@ use crate::events::{Event, Stats};
 use crate::node::source::{SourceConfig, TemplateSource};
 use crate::node::{RpcClient, ready};
 use crate::share::ShareChecker;
+use crate::stratum::StratumServer;
 use crate::submit::{Journal, Submitter};
 use crate::work::{BIP320_MASK, JobFactory, TemplateWork};
 
@@ -48,6 +49,8 @@ pub struct Daemon {
     pub boards: Vec<Arc<Mutex<Option<hearth_link::Telemetry>>>>,
     /// Journal.
     pub journal: Journal,
+    /// Where the Stratum server listens, when there is one.
+    pub stratum_addr: Option<std::net::SocketAddr>,
     /// Stops the devices (the first step of a shutdown).
     stop_devices: CancellationToken,
     devices: TaskTracker,
@@ -86,6 +89,12 @@ impl Daemon {
             ready::check_zmq(&rpc, endpoint).await?;
         }
         let journal = Journal::open(&config.config.journal.dir)?;
+        // Bound now, so that a port in use stops the start-up instead of mining without it.
+        let stratum = match &config.stratum {
+            Some(settings) => Some(StratumServer::bind(settings.clone()).await?),
+            None => None,
+        };
+        let stratum_addr = stratum.as_ref().and_then(|s| s.local_addr().ok());
 
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -270,6 +279,17 @@ impl Daemon {
                 }
             }
         }
+        if let Some(server) = stratum {
+            // A device like the others: stopped first at shutdown, its last shares queued.
+            devices.spawn(server.run(
+                work_rx.clone(),
+                crate::device::ResultSender::new(found_tx.clone(), stats.clone()),
+                stats.clone(),
+                events.clone(),
+                ids.clone(),
+                stop_devices.clone(),
+            ));
+        }
         drop(found_tx);
         tracker.spawn(report_periodically(stats.clone(), cancel.clone()));
         tracker.close();
@@ -282,6 +302,7 @@ impl Daemon {
             sims,
             boards,
             journal,
+            stratum_addr,
             stop_devices,
             devices,
             drain,

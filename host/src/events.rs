@@ -1,6 +1,6 @@
 //! What the daemon tells the outside world: events (for logs, the demo, tests) and counters.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,13 @@ pub enum Event {
         /// The fault, as the board described it.
         fault: String,
     },
+    /// A device went away: a Stratum miner disconnected or was dropped.
+    DeviceLost {
+        /// Device name.
+        device: String,
+        /// Why.
+        reason: String,
+    },
     /// A device failed; it will be retried.
     DeviceError {
         /// Device name.
@@ -98,6 +105,9 @@ pub enum Event {
         error: String,
     },
 }
+
+/// Shares kept per device for the hash-rate estimate.
+const MAX_RECENT_SHARES: usize = 1024;
 
 /// Counters for one chip.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -122,6 +132,9 @@ pub struct DeviceStats {
     pub stale: u64,
     /// Results seen before.
     pub duplicates: u64,
+    /// Stratum submissions refused for another reason (low difficulty, unknown job, bad time
+    /// or version); never handed to the share checker.
+    pub rejected: u64,
     /// Results that do not hash to the device's threshold, or roll bits outside the mask.
     pub hardware_errors: u64,
     /// Block candidates.
@@ -153,6 +166,10 @@ impl DeviceStats {
         }
         let now = Instant::now();
         self.recent.push_back((now, hashes));
+        // Bounded whatever the share rate: the estimate then covers the newest shares only.
+        if self.recent.len() > MAX_RECENT_SHARES {
+            self.recent.pop_front();
+        }
         while self
             .recent
             .front()
@@ -188,33 +205,62 @@ impl DeviceStats {
 /// Daemon-wide counters, shared by the actors that update them.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
-    inner: Arc<Mutex<Vec<DeviceStats>>>,
+    inner: Arc<Mutex<Devices>>,
+}
+
+#[derive(Debug, Default)]
+struct Devices {
+    list: Vec<DeviceStats>,
+    by_name: HashMap<String, usize>,
 }
 
 impl Stats {
     /// Register a device; returns its index.
     pub fn add_device(&self, name: &str) -> usize {
         let mut all = self.lock();
-        all.push(DeviceStats {
+        all.list.push(DeviceStats {
             name: name.to_string(),
             ..DeviceStats::default()
         });
-        all.len() - 1
+        let index = all.list.len() - 1;
+        all.by_name.insert(name.to_string(), index);
+        index
+    }
+
+    /// The device called `name`, registered on first use (Stratum miners reconnecting under
+    /// the same worker name keep their counters).
+    pub fn device_named(&self, name: &str) -> usize {
+        let mut all = self.lock();
+        if let Some(index) = all.by_name.get(name) {
+            return *index;
+        }
+        all.list.push(DeviceStats {
+            name: name.to_string(),
+            ..DeviceStats::default()
+        });
+        let index = all.list.len() - 1;
+        all.by_name.insert(name.to_string(), index);
+        index
+    }
+
+    /// Devices registered so far.
+    pub fn device_count(&self) -> usize {
+        self.lock().list.len()
     }
 
     /// Update one device's counters.
     pub fn update(&self, device: usize, f: impl FnOnce(&mut DeviceStats)) {
-        if let Some(d) = self.lock().get_mut(device) {
+        if let Some(d) = self.lock().list.get_mut(device) {
             f(d);
         }
     }
 
     /// A copy of every device's counters.
     pub fn snapshot(&self) -> Vec<DeviceStats> {
-        self.lock().clone()
+        self.lock().list.clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<DeviceStats>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Devices> {
         // A panic while holding the lock cannot leave counters inconsistent in a way that
         // matters; keep counting.
         self.inner

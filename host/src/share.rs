@@ -28,8 +28,29 @@ pub struct Found {
     pub version: i32,
     /// Header nonce.
     pub nonce: u32,
-    /// Leading zero bits the device guarantees for every result (its share threshold).
-    pub share_bits: u32,
+    /// What every result of this device meets (its share threshold).
+    pub threshold: Threshold,
+}
+
+/// A device's share threshold: the target every result it returns meets, and the work one
+/// result stands for. Chips and the CPU report from a number of leading zero bits; a Stratum
+/// miner from its session difficulty, which may be fractional.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    /// Every result hashes to this or below.
+    pub target: Target,
+    /// Expected hashes per result.
+    pub hashes: f64,
+}
+
+impl Threshold {
+    /// "At least `bits` leading zero bits".
+    pub fn zero_bits(bits: u32) -> Threshold {
+        Threshold {
+            target: target_for_zero_bits(bits),
+            hashes: hashes_per_share(bits),
+        }
+    }
 }
 
 /// The target meaning "at least `bits` leading zero bits".
@@ -90,7 +111,7 @@ pub enum Verdict {
 
 /// Check one result. Pure. The hash decides first: a result that meets the network target is
 /// a block even if the device misbehaved in producing it.
-pub fn verify(job: &Job, version: i32, nonce: u32, share_bits: u32) -> Verdict {
+pub fn verify(job: &Job, version: i32, nonce: u32, share_target: &Target) -> Verdict {
     let hash = job.header(version, nonce).block_hash();
     let in_mask = job.version_allowed(version);
     if job.work.template.target.is_met_by(hash) {
@@ -100,7 +121,7 @@ pub fn verify(job: &Job, version: i32, nonce: u32, share_bits: u32) -> Verdict {
         }
     } else if !in_mask {
         Verdict::VersionOutsideMask
-    } else if target_for_zero_bits(share_bits).is_met_by(hash) {
+    } else if share_target.is_met_by(hash) {
         Verdict::Share { hash }
     } else {
         Verdict::HardwareError
@@ -177,7 +198,12 @@ impl ResultLedger {
         }
         let parent = found.job.work.prev_blockhash();
         let stale = current_tip.is_some_and(|tip| tip != parent);
-        match verify(&found.job, found.version, found.nonce, found.share_bits) {
+        match verify(
+            &found.job,
+            found.version,
+            found.nonce,
+            &found.threshold.target,
+        ) {
             Verdict::VersionOutsideMask => Checked::VersionOutsideMask,
             Verdict::HardwareError => Checked::HardwareError,
             Verdict::Share { hash } => Checked::Share { hash, stale },
@@ -338,7 +364,7 @@ impl ShareChecker {
             self.stats.update(found.device, |d| d.stale += 1);
             return;
         }
-        let work = hashes_per_share(found.share_bits);
+        let work = found.threshold.hashes;
         let difficulty = hash_difficulty(hash);
         self.stats
             .update(found.device, |d| d.add_share(work, difficulty, found.chip));
@@ -391,12 +417,20 @@ mod verify_tests {
             .find(|n| target_for_zero_bits(8).is_met_by(job.header(job.version, *n).block_hash()))
             .unwrap();
         assert!(matches!(
-            verify(&job, job.version, nonce, 8),
+            verify(&job, job.version, nonce, &target_for_zero_bits(8)),
             Verdict::Share { .. }
         ));
-        assert_eq!(verify(&job, job.version, nonce, 40), Verdict::HardwareError);
         assert_eq!(
-            verify(&job, job.version | 0x4000_0000, nonce, 8),
+            verify(&job, job.version, nonce, &target_for_zero_bits(40)),
+            Verdict::HardwareError
+        );
+        assert_eq!(
+            verify(
+                &job,
+                job.version | 0x4000_0000,
+                nonce,
+                &target_for_zero_bits(8)
+            ),
             Verdict::VersionOutsideMask
         );
         // Regtest target: every hash with a leading zero bit is a block.
@@ -405,7 +439,7 @@ mod verify_tests {
             .find(|n| target_for_zero_bits(1).is_met_by(easy.header(easy.version, *n).block_hash()))
             .unwrap();
         assert!(matches!(
-            verify(&easy, easy.version, nonce, 1),
+            verify(&easy, easy.version, nonce, &target_for_zero_bits(1)),
             Verdict::Block { .. }
         ));
     }
@@ -425,7 +459,7 @@ mod ledger_tests {
             job: job.clone(),
             version,
             nonce,
-            share_bits: 1,
+            threshold: Threshold::zero_bits(1),
         }
     }
 
@@ -599,7 +633,7 @@ mod checker_tests {
                 job: job.clone(),
                 version: job.version,
                 nonce,
-                share_bits: 1,
+                threshold: Threshold::zero_bits(1),
             })
             .await
             .unwrap();

@@ -129,7 +129,7 @@ fn block_results(job: &Arc<hearth::work::Job>, n: usize) -> Vec<Found> {
             job: job.clone(),
             version: job.version,
             nonce,
-            share_bits: 1,
+            threshold: hearth::share::Threshold::zero_bits(1),
         })
         .collect()
 }

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Device, DeviceContext, STOP_CHIPS_AFTER};
 use crate::events::Event;
-use crate::share::Found;
+use crate::share::{Found, Threshold};
 use crate::work::{Job, TemplateWork};
 
 /// How long a stopping chain device keeps reading nonces the chips already sent.
@@ -172,7 +172,7 @@ fn nonce_result(
         job,
         version: version as i32,
         nonce: reply.nonce,
-        share_bits,
+        threshold: Threshold::zero_bits(share_bits),
     })
 }
 

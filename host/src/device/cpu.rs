@@ -10,7 +10,7 @@ use bm13xx::verify::midstate;
 
 use super::{Device, DeviceContext};
 use crate::events::Event;
-use crate::share::Found;
+use crate::share::{Found, Threshold};
 use crate::work::{Job, JobFactory, TemplateWork};
 
 /// The CPU miner.
@@ -128,7 +128,7 @@ fn hash_thread(
                         job: job.clone(),
                         version: job.version,
                         nonce: nonces[lane],
-                        share_bits,
+                        threshold: Threshold::zero_bits(share_bits),
                     };
                     if found.blocking_send(result).is_err() {
                         return;

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{Device, DeviceContext, STOP_CHIPS_AFTER};
 use crate::events::Event;
-use crate::share::Found;
+use crate::share::{Found, Threshold};
 use crate::work::{Job, TemplateWork};
 
 /// A board on USB (or an emulated one over TCP).
@@ -329,7 +329,7 @@ impl LinkDevice {
                                     job,
                                     version: report.version as i32,
                                     nonce: report.nonce,
-                                    share_bits,
+                                    threshold: Threshold::zero_bits(share_bits),
                                 };
                                 if s.ctx.found.send(found).await.is_err() {
                                     return Ok(());

@@ -243,6 +243,36 @@ pub fn build_coinbase(
     })
 }
 
+/// The longest coinbase (legacy serialisation, the bytes a Stratum miner assembles from coinb1,
+/// its extranonces and coinb2) that `payout` and `tag` can give on any template: the highest
+/// BIP34 height push (a u32 height), the full 8-byte extranonce and the witness commitment.
+/// Miners with fixed coinbase buffers cut longer ones silently (NerdMiner at 255 bytes,
+/// ESP-Miner at 384), and every share they send is then wrong.
+pub fn longest_coinbase_len(payout: &ScriptBuf, tag: &[u8]) -> Result<usize, CoinbaseError> {
+    let mut template = BlockTemplate {
+        height: u32::MAX,
+        version: 0x2000_0000,
+        prev_blockhash: bitcoin::BlockHash::all_zeros(),
+        bits: bitcoin::CompactTarget::from_consensus(0x1d00_ffff),
+        target: bitcoin::Target::MAX_ATTAINABLE_MAINNET,
+        curtime: 0,
+        mintime: 0,
+        // The most a coinbase output can hold (8 bytes whatever the value).
+        coinbase_value: Amount::MAX_MONEY,
+        transactions: Vec::new(),
+        default_witness_commitment: None,
+        weight_limit: 4_000_000,
+        sigop_limit: 80_000,
+        longpoll_id: None,
+        rules: vec!["segwit".into()],
+        vb_required: 0,
+        vb_available: 0,
+    };
+    template.default_witness_commitment = Some(witness_commitment_script(&template));
+    let coinbase = build_coinbase(&template, payout, tag)?;
+    Ok(coinbase.prefix.len() + EXTRANONCE_SIZE + coinbase.suffix.len())
+}
+
 /// Merkle branch of the coinbase (leaf 0): the sibling hashes from the bottom up. The root for a
 /// coinbase txid `c` is `fold(c, |h, s| sha256d(h ‖ s))`.
 pub fn coinbase_merkle_branch(txids: &[Txid]) -> Vec<TxMerkleNode> {

@@ -58,6 +58,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_longest_coinbase_fits_every_miners_buffer() {
+        // The longest payout scripts (P2WSH and P2TR, 34 bytes), the witness commitment, the
+        // full 8-byte extranonce, a u32 height and the longest tag the configuration takes.
+        let tag = vec![b'x'; crate::config::MAX_TAG_LEN];
+        let p2wsh = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::all_zeros());
+        let p2tr = ScriptBuf::new_witness_program(
+            &bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V1, &[0u8; 32]).unwrap(),
+        );
+        for script in [&p2wsh, &p2tr] {
+            assert_eq!(script.len(), 34);
+            let longest = coinbase::longest_coinbase_len(script, &tag).unwrap();
+            // NerdMiner's buffer (the smallest of the common miners).
+            assert!(longest <= 255, "{longest}");
+            assert_eq!(longest, 217);
+        }
+        // A real template's coinbase is never longer than the bound.
+        let t = parse_template(sample_gbt(100).to_string().as_bytes()).unwrap();
+        let real = build_coinbase(&t, &p2wsh, &tag).unwrap();
+        assert!(
+            real.prefix.len() + EXTRANONCE_SIZE + real.suffix.len()
+                <= coinbase::longest_coinbase_len(&p2wsh, &tag).unwrap()
+        );
+    }
+
+    #[test]
     fn a_core_shaped_reply_parses() {
         let t = parse_template(sample_gbt(5).to_string().as_bytes()).unwrap();
         assert_eq!(t.height, 5);

@@ -1,0 +1,496 @@
+//! Stratum jobs cut from the daemon's template work, and the judgement of one submission.
+//! Pure and consensus-critical: a submission becomes the same [`Job`] and header a device's
+//! result would, and its hash is compared with 256-bit targets.
+//!
+//! Extranonce layout: the coinbase's 8-byte extranonce slot is `extranonce1 (4) ‖
+//! extranonce2 (4)`. Every session's extranonce1 has its top bit set, and the daemon's own
+//! devices use prefixes below 0x8000 (their index), so a miner's coinbase never equals a
+//! device's or another session's.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bitcoin::hashes::Hash;
+use bitcoin::{BlockHash, Target};
+use serde_json::json;
+
+use crate::template::{EXTRANONCE_SIZE, merkle_root};
+use crate::work::{Job, JobId, TemplateWork};
+
+/// Bytes of the coinbase extranonce that the server assigns per session.
+pub const EXTRANONCE1_SIZE: usize = 4;
+/// Bytes the miner rolls. 4 is inside every client's accepted range: NerdMiner takes 2, 4 or 8,
+/// cgminer 2 to 16, stock Antminer firmware at most 8, ESP-Miner at most 32.
+pub const EXTRANONCE2_SIZE: usize = EXTRANONCE_SIZE - EXTRANONCE1_SIZE;
+
+/// The extranonce1 of session number `n`.
+pub fn extranonce1(n: u32) -> [u8; EXTRANONCE1_SIZE] {
+    (0x8000_0000 | (n & 0x7FFF_FFFF)).to_be_bytes()
+}
+
+/// A job as announced to every miner: the template work plus what `mining.notify` says about
+/// it, serialised once for all sessions.
+#[derive(Debug)]
+pub struct StratumJob {
+    /// Daemon-unique number.
+    pub number: u64,
+    /// The work it was cut from.
+    pub work: Arc<TemplateWork>,
+    /// Header version the miner starts from (the template's, with required deployment bits).
+    pub version: i32,
+    /// Version bits this job lets miners roll (before each session's own granted mask).
+    pub rollable: u32,
+    /// Header time announced.
+    pub ntime: u32,
+    /// Whether miners must drop older jobs (a new tip).
+    pub clean: bool,
+    /// The `mining.notify` line after its job id, with `clean_jobs = true` (a new tip, or a
+    /// miner's first job). Job ids are per session (see [`StratumJob::notify_line`]), so the
+    /// rest of the line is serialised once for every session.
+    notify_tail_clean: Arc<str>,
+    /// The same with `clean_jobs = false` (a fee refresh, or the job again after a difficulty
+    /// change).
+    notify_tail_update: Arc<str>,
+    /// When it was cut.
+    pub created: Instant,
+}
+
+/// How every `mining.notify` line starts, up to the job id (serde_json writes keys sorted).
+const NOTIFY_HEAD: &str = r#"{"id":null,"method":"mining.notify","params":[""#;
+
+/// The `mining.notify` previous-hash field: the header's 32 bytes with each 4-byte word
+/// byte-swapped (the historical Stratum V1 form every client undoes).
+pub fn stratum_prevhash(hash: &BlockHash) -> String {
+    let mut bytes = hash.to_byte_array();
+    for word in bytes.chunks_mut(4) {
+        word.reverse();
+    }
+    hex::encode(bytes)
+}
+
+impl StratumJob {
+    /// Cut the job numbered `number` from `work`.
+    pub fn new(number: u64, work: Arc<TemplateWork>, clean: bool) -> StratumJob {
+        let template = &work.template;
+        let version = ((template.version as u32) | template.vb_required) as i32;
+        let ntime = work.ntime_now();
+        let branch: Vec<String> = work
+            .branch
+            .iter()
+            .map(|n| hex::encode(n.to_byte_array()))
+            .collect();
+        let notify_tail = |clean: bool| -> Arc<str> {
+            let line = super::protocol::notification(
+                "mining.notify",
+                json!([
+                    "",
+                    stratum_prevhash(&template.prev_blockhash),
+                    hex::encode(&work.coinbase.prefix),
+                    hex::encode(&work.coinbase.suffix),
+                    branch,
+                    format!("{:08x}", version as u32),
+                    format!("{:08x}", template.bits.to_consensus()),
+                    format!("{ntime:08x}"),
+                    clean,
+                ]),
+            );
+            // Everything after the (empty) job id's opening quote.
+            line.get(NOTIFY_HEAD.len()..).unwrap_or_default().into()
+        };
+        StratumJob {
+            number,
+            notify_tail_clean: notify_tail(true),
+            notify_tail_update: notify_tail(false),
+            rollable: work.rollable_version_bits(),
+            version,
+            ntime,
+            clean,
+            created: Instant::now(),
+            work,
+        }
+    }
+
+    /// The `mining.notify` line for this job under a session's job id: `clean_jobs` as the job
+    /// says, or true whatever it says (`force_clean`, a miner's first job).
+    ///
+    /// Job ids are per session and never reused, because miners build new work only when the
+    /// id changes (ESP-Miner ignores a repeated id, cpuminer keeps its work): the same job sent
+    /// again after a difficulty change, which cgminer, cpuminer and NerdQAxe apply only at the
+    /// next notify, needs a new id.
+    pub fn notify_line(&self, job_id: &str, force_clean: bool) -> String {
+        let tail = if self.clean || force_clean {
+            &self.notify_tail_clean
+        } else {
+            &self.notify_tail_update
+        };
+        let mut line = String::with_capacity(NOTIFY_HEAD.len() + job_id.len() + tail.len());
+        line.push_str(NOTIFY_HEAD);
+        line.push_str(job_id);
+        line.push_str(tail);
+        line
+    }
+
+    /// Bytes of the coinbase a miner assembles (coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2).
+    pub fn coinbase_len(&self) -> usize {
+        self.work.coinbase.prefix.len() + EXTRANONCE_SIZE + self.work.coinbase.suffix.len()
+    }
+}
+
+/// What a submission is, once judged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Judgement {
+    /// Meets the network target: a block, whatever else is wrong with it.
+    Block {
+        /// Block hash.
+        hash: BlockHash,
+    },
+    /// Meets the session's share target on current work.
+    Share {
+        /// Hash.
+        hash: BlockHash,
+    },
+    /// A valid share of work whose tip was replaced.
+    Stale,
+    /// Does not meet the share target.
+    LowDifficulty,
+    /// ntime outside `[mintime, curtime + 2 h margin]`.
+    NtimeOutOfRange,
+    /// Version bits outside the granted mask.
+    VersionOutsideMask,
+}
+
+/// A judged submission: what it is, the [`Job`] it is a result of, and the header version it
+/// was hashed with.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// What it is.
+    pub judgement: Judgement,
+    /// The job, for the share checker and the journal.
+    pub job: Job,
+    /// Header version.
+    pub version: i32,
+}
+
+/// One submission, checked by the caller for job id, extranonce2 size and duplicates.
+#[derive(Debug, Clone, Copy)]
+pub struct Submission {
+    /// The session's extranonce1.
+    pub extranonce1: [u8; EXTRANONCE1_SIZE],
+    /// The miner's extranonce2.
+    pub extranonce2: [u8; EXTRANONCE2_SIZE],
+    /// Header time.
+    pub ntime: u32,
+    /// Header nonce.
+    pub nonce: u32,
+    /// BIP310 version bits (none: the job's version).
+    pub version_bits: Option<u32>,
+}
+
+/// The header version a submission means. BIP310 miners send the rolled bits (`version &
+/// mask`, as cgminer and ESP-Miner do); some send the whole rolled version. Either way the
+/// result is `(job & !mask) | (bits & mask)`; `None` when bits outside the mask differ from
+/// the job's (never `job | bits`, which broke shares on templates with bits inside the mask).
+pub fn rolled_version(job_version: i32, mask: u32, bits: Option<u32>) -> Option<i32> {
+    let base = job_version as u32;
+    let Some(bits) = bits else {
+        return Some(job_version);
+    };
+    if bits & !mask == 0 || (bits ^ base) & !mask == 0 {
+        Some(((base & !mask) | (bits & mask)) as i32)
+    } else {
+        None
+    }
+}
+
+/// Judge one submission against `job`: rebuild the coinbase, merkle root and header exactly
+/// as a device's result would be, hash, and compare with the network and share targets. A hash
+/// that meets the network target is a block first (stale work, a time or version the miner had
+/// no right to: the node decides). Returns the [`Job`] the submission is a result of, for the
+/// share checker and the journal. `mask` is the session's granted version mask; `current`
+/// whether the job still builds on the tip; `job_id` the daemon-wide id the [`Job`] gets.
+pub fn judge(
+    job: &StratumJob,
+    submission: &Submission,
+    mask: u32,
+    share_target: &Target,
+    current: bool,
+    job_id: JobId,
+) -> Judged {
+    let work = &job.work;
+    let mut extranonce = [0u8; EXTRANONCE_SIZE];
+    extranonce[..EXTRANONCE1_SIZE].copy_from_slice(&submission.extranonce1);
+    extranonce[EXTRANONCE1_SIZE..].copy_from_slice(&submission.extranonce2);
+    let version_mask = mask & job.rollable;
+    let rolled = rolled_version(job.version, version_mask, submission.version_bits);
+    let result = Job {
+        id: job_id,
+        work: work.clone(),
+        extranonce,
+        merkle_root: merkle_root(work.coinbase.txid(&extranonce), &work.branch),
+        version: job.version,
+        version_mask,
+        ntime: submission.ntime,
+        created: Instant::now(),
+    };
+    // Bits outside the mask: hash what the miner most plausibly hashed (the whole version it
+    // sent when that looks like a version, else the job's with its bits), for the one case that
+    // matters, a block.
+    let version = rolled.unwrap_or_else(|| {
+        let bits = submission.version_bits.unwrap_or(0);
+        if bits & 0xE000_0000 == 0x2000_0000 {
+            bits as i32
+        } else {
+            (job.version as u32 | bits) as i32
+        }
+    });
+    let hash = result.header(version, submission.nonce).block_hash();
+    if work.template.target.is_met_by(hash) {
+        return Judged {
+            judgement: Judgement::Block { hash },
+            job: result,
+            version,
+        };
+    }
+    let template = &work.template;
+    let judgement = if rolled.is_none() {
+        Judgement::VersionOutsideMask
+    } else if submission.ntime < template.mintime
+        || submission.ntime > template.curtime.saturating_add(work.max_ntime_ahead)
+    {
+        Judgement::NtimeOutOfRange
+    } else if !share_target.is_met_by(hash) {
+        Judgement::LowDifficulty
+    } else if !current {
+        Judgement::Stale
+    } else {
+        Judgement::Share { hash }
+    };
+    Judged {
+        judgement,
+        job: result,
+        version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prevhash_words_are_swapped_as_stratum_has_it() {
+        // slush's Stratum V1 documentation example.
+        let hash: BlockHash = "00000000440b921e1b77c6c0487ae5616de67f788f44ae2a5af6e2194d16b6f8"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            stratum_prevhash(&hash),
+            "4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000"
+        );
+        // The Bitaxe vector (docs/bm13xx-vectors.md §5.3).
+        let hash: BlockHash = "000000000000000000015296bc96391d0d67f4a301f2d4fc6db962c16b6455fd"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            stratum_prevhash(&hash),
+            "6b6455fd6db962c101f2d4fc0d67f4a3bc96391d000152960000000000000000"
+        );
+    }
+
+    #[test]
+    fn rolled_versions_replace_bits_inside_the_mask_only() {
+        let mask = 0x1FFF_E000;
+        assert_eq!(
+            rolled_version(0x2000_0000, mask, Some(0x00b4_4000)),
+            Some(0x20b4_4000)
+        );
+        // The whole version sent instead of the bits: same header.
+        assert_eq!(
+            rolled_version(0x2000_0000, mask, Some(0x20b4_4000)),
+            Some(0x20b4_4000)
+        );
+        // A template with bits inside the mask: replaced, not ORed (c2pool#1392).
+        assert_eq!(
+            rolled_version(0x2000_6000, mask, Some(0x0000_2000)),
+            Some(0x2000_2000)
+        );
+        assert_eq!(rolled_version(0x2000_0000, mask, Some(0x4000_0000)), None);
+        assert_eq!(rolled_version(0x2000_0000, 0, Some(0x0000_2000)), None);
+        assert_eq!(rolled_version(0x2000_0000, 0, None), Some(0x2000_0000));
+        assert_eq!(
+            rolled_version(0x2000_0000, 0, Some(0x2000_0000)),
+            Some(0x2000_0000)
+        );
+    }
+
+    /// The Bitaxe Gamma share for mainnet height 901,936 (docs/bm13xx-vectors.md §5.3): the
+    /// pool's coinb1/coinb2, branch and header fields as a [`StratumJob`], judged as the pool
+    /// judged the miner's real submission.
+    fn bitaxe_job() -> StratumJob {
+        use bitcoin::hashes::Hash as _;
+        let coinb1 = hex::decode("02000000010000000000000000000000000000000000000000000000000000000000000000ffffffff170330c30d5075626c69632d506f6f6c").unwrap();
+        let coinb2 = hex::decode("ffffffff02e5b5c61200000000220020984a77c289084ff2d434c316bdada021c6c183d507c8a20d3b159b09ac02fe280000000000000000266a24aa21a9edb98ee50410ed4abd48401ed484fc874409d086a3faf0816136a8ad6168314c5800000000").unwrap();
+        let branch = [
+            "21af451ddb51e887ff1feb5592b87290098565035eb8500031aedcc776d4e72a",
+            "c5af269519c809a9546d5a58ca6445d3dbb80cb7045448ecc48309af034da8f8",
+            "fb9f8f9959f6bb0ceb63fa53aed1d5a615c6b6d3f50a468ea89a45a1234bda74",
+            "a4f4fee8e5fc19ca8d93e67b9236c37ddb864982010434745c0abfe9b914980c",
+            "33092206642744fbe5499c3e621cd5c6b52733e54fbebd869f070082b807f740",
+            "3b857e32c5cff4864efab967b9a456ca03b2167ab96bd9076ce294c8a67a7fe2",
+            "881a07cd881d0c3e590b4b090ea8d58e1439dc56c63686f7de23c47045441e30",
+            "315e4dbcc8e7b1c9d594a73978268791880dddb2c26eec8e75768668dad99d80",
+            "69952b77c632be16b1ac7ac7048f13d4e962b2e215d79a343f01e6e281d7c304",
+            "fc63eb4392c4d6c6d689788875fca35143fdcd4f4a82e8698e0e441751a70b4a",
+            "09e419bbe20aa3a7640f1b91f50599ceddff899e90d3f18951ad5418c4850a6b",
+            "004978aa346b4f1880bcadb3ca3792d771ee6aeca427f61e74baba44b75cfb88",
+        ]
+        .iter()
+        .map(|b| {
+            bitcoin::TxMerkleNode::from_byte_array(hex::decode(b).unwrap().try_into().unwrap())
+        })
+        .collect();
+        let bits = bitcoin::CompactTarget::from_consensus(0x1702_3a04);
+        let template = crate::template::BlockTemplate {
+            height: 901_936,
+            version: 0x2000_0000,
+            prev_blockhash: "000000000000000000015296bc96391d0d67f4a301f2d4fc6db962c16b6455fd"
+                .parse()
+                .unwrap(),
+            bits,
+            target: Target::from_compact(bits),
+            curtime: 0x6854_68d7,
+            mintime: 0x6854_6000,
+            coinbase_value: bitcoin::Amount::from_sat(314_000_000),
+            transactions: Vec::new(),
+            default_witness_commitment: None,
+            weight_limit: 4_000_000,
+            sigop_limit: 80_000,
+            longpoll_id: None,
+            rules: vec!["segwit".into()],
+            vb_required: 0,
+            vb_available: 0,
+        };
+        let work = TemplateWork {
+            generation: 1,
+            template,
+            coinbase: crate::template::CoinbaseTemplate {
+                prefix: coinb1,
+                suffix: coinb2,
+                has_witness_commitment: true,
+                weight: 0,
+            },
+            branch,
+            received_at: Instant::now(),
+            new_tip: true,
+            max_ntime_ahead: crate::work::MAX_NTIME_AHEAD_SECS,
+        };
+        StratumJob::new(0x875b4b7, Arc::new(work), true)
+    }
+
+    fn bitaxe_submission() -> Submission {
+        Submission {
+            extranonce1: [0x41, 0x28, 0x06, 0x4f],
+            extranonce2: [0x17, 0, 0, 0],
+            ntime: 0x6854_68d7,
+            nonce: 0x7552_034c,
+            version_bits: Some(0x00b4_4000),
+        }
+    }
+
+    #[test]
+    fn a_real_bitaxe_share_is_judged_as_its_pool_judged_it() {
+        let job = bitaxe_job();
+        let at =
+            |difficulty: f64| super::super::difficulty::target_for_difficulty(difficulty).unwrap();
+        let judged = judge(
+            &job,
+            &bitaxe_submission(),
+            0x1fff_e000,
+            &at(8192.0),
+            true,
+            7,
+        );
+        let Judgement::Share { hash } = judged.judgement else {
+            panic!("{:?}", judged.judgement)
+        };
+        assert_eq!(
+            hash.to_string(),
+            "0000000000023704cface997bcf7388694ea43dae96c51d80658687a7d8827fe"
+        );
+        assert_eq!(judged.version, 0x20b4_4000);
+        assert_eq!(
+            hex::encode(judged.job.merkle_root.to_byte_array()),
+            "06ddf5f08c36414b95ea54db71a0c28761a98bcf6355919e044f88725519a7cb"
+        );
+        // Its hash has difficulty 29,588: refused at 32,768, stale once the tip moved.
+        let j = |s: &Submission, mask: u32, d: f64, current: bool| {
+            judge(&job, s, mask, &at(d), current, 7).judgement
+        };
+        let s = bitaxe_submission();
+        assert_eq!(j(&s, 0x1fff_e000, 32768.0, true), Judgement::LowDifficulty);
+        assert_eq!(j(&s, 0x1fff_e000, 8192.0, false), Judgement::Stale);
+        // Without the granted mask its version bits are refused.
+        assert_eq!(j(&s, 0, 8192.0, true), Judgement::VersionOutsideMask);
+        // Another extranonce2, nonce or time is another hash.
+        let other = Submission {
+            extranonce2: [0x18, 0, 0, 0],
+            ..s
+        };
+        assert_eq!(
+            j(&other, 0x1fff_e000, 8192.0, true),
+            Judgement::LowDifficulty
+        );
+        // ntime before mintime, or beyond curtime plus the 2-hour margin.
+        let early = Submission {
+            ntime: 0x6854_5fff,
+            ..s
+        };
+        assert_eq!(
+            j(&early, 0x1fff_e000, 8192.0, true),
+            Judgement::NtimeOutOfRange
+        );
+        let late = Submission {
+            ntime: 0x6854_68d7 + 7001,
+            ..s
+        };
+        assert_eq!(
+            j(&late, 0x1fff_e000, 8192.0, true),
+            Judgement::NtimeOutOfRange
+        );
+    }
+
+    #[test]
+    fn notify_lines_carry_the_session_job_id_and_the_stratum_fields() {
+        let job = bitaxe_job();
+        let line = job.notify_line("0000002a", false);
+        assert!(line.ends_with('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["method"], "mining.notify");
+        assert_eq!(v["id"], serde_json::Value::Null);
+        let p = v["params"].as_array().unwrap();
+        assert_eq!(p.len(), 9);
+        assert_eq!(p[0], "0000002a");
+        assert_eq!(
+            p[1],
+            "6b6455fd6db962c101f2d4fc0d67f4a3bc96391d000152960000000000000000"
+        );
+        assert_eq!(
+            p[2],
+            "02000000010000000000000000000000000000000000000000000000000000000000000000ffffffff170330c30d5075626c69632d506f6f6c"
+        );
+        assert_eq!(p[4].as_array().unwrap().len(), 12);
+        assert_eq!(p[5], "20000000");
+        assert_eq!(p[6], "17023a04");
+        assert_eq!(p[7], "685468d7");
+        assert_eq!(p[8], true);
+        let first: serde_json::Value = serde_json::from_str(&job.notify_line("1", true)).unwrap();
+        assert_eq!(first["params"][8], true);
+    }
+
+    #[test]
+    fn extranonce1_never_meets_a_device_prefix() {
+        for n in [0, 1, 0x7FFF_FFFF, u32::MAX] {
+            assert!(extranonce1(n)[0] >= 0x80);
+        }
+        assert_ne!(extranonce1(1), extranonce1(2));
+    }
+}

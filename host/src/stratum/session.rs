@@ -1,0 +1,599 @@
+//! One miner's connection. Requests are handled in whatever order the miner sends them
+//! (ESP-Miner sends configure, subscribe and authorize back to back without waiting); work goes
+//! out once the miner has both subscribed and authorized. Every submission is judged here, so
+//! that the miner gets its answer, and what is worth it goes on to the share checker.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::difficulty::{Vardiff, hashes_for_difficulty, target_for_difficulty};
+use super::job::{
+    EXTRANONCE1_SIZE, EXTRANONCE2_SIZE, Judgement, StratumJob, Submission, extranonce1, judge,
+};
+use super::protocol::{
+    self, Request, StratumError, configure_result, difficulty_value, error_reply, parse_configure,
+    parse_request, parse_submit, reply,
+};
+use super::server::{MAX_LINE, Shared};
+use crate::events::Event;
+use crate::share::{Found, Threshold};
+use crate::work::BIP320_MASK;
+
+/// Jobs a session keeps for submissions (older ones answer "job not found").
+const JOBS_KEPT: usize = 8;
+/// Submissions remembered per job for duplicate detection.
+const SUBMISSIONS_KEPT_PER_JOB: usize = 65_536;
+/// Invalid lines and submissions a session may send in a burst before it is dropped...
+const INVALID_BURST: f64 = 100.0;
+/// ...and how many per second it earns back.
+const INVALID_PER_SECOND: f64 = 1.0;
+/// Longest worker name or user agent kept.
+const MAX_NAME: usize = 64;
+
+/// A line reader with a hard cap on line length whose buffer only grows while a line is
+/// incomplete (most sessions hold no buffer at all between lines). Cancel-safe: state lives in
+/// `self`, and a read that is cancelled took nothing.
+struct LineReader<R> {
+    inner: R,
+    buffer: Vec<u8>,
+}
+
+/// Why a session's input ended.
+enum ReadEnd {
+    Closed,
+    TooLong,
+    NotUtf8,
+    Io(std::io::Error),
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    async fn next_line(&mut self) -> Result<String, ReadEnd> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let rest = self.buffer.split_off(end + 1);
+                let mut line = std::mem::replace(&mut self.buffer, rest);
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if self.buffer.is_empty() {
+                    self.buffer = Vec::new();
+                }
+                return String::from_utf8(line).map_err(|_| ReadEnd::NotUtf8);
+            }
+            if self.buffer.len() >= MAX_LINE {
+                return Err(ReadEnd::TooLong);
+            }
+            let mut chunk = [0u8; 2048];
+            let want = chunk.len().min(MAX_LINE + 1 - self.buffer.len());
+            match self.inner.read(&mut chunk[..want]).await {
+                Ok(0) => return Err(ReadEnd::Closed),
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(ReadEnd::Io(e)),
+            }
+        }
+    }
+}
+
+/// A job as this session got it, with the difficulty its shares are judged at.
+struct SentJob {
+    /// This session's id for it.
+    id: String,
+    job: Arc<StratumJob>,
+    difficulty: f64,
+    submissions: HashSet<(u32, u32, u32, u32)>,
+}
+
+pub(super) struct Session {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    extranonce1: [u8; EXTRANONCE1_SIZE],
+    subscribed: bool,
+    agent: String,
+    /// Stats device index and name, once authorized.
+    device: Option<(usize, String)>,
+    /// Version bits granted by `mining.configure` (0 without it).
+    version_mask: u32,
+    difficulty: f64,
+    suggested: Option<f64>,
+    vardiff: Vardiff,
+    jobs: VecDeque<SentJob>,
+    /// Whether the first job went out.
+    started: bool,
+    /// Job ids sent so far.
+    jobs_sent: u32,
+    invalid_budget: f64,
+    invalid_at: Instant,
+    out: Vec<u8>,
+}
+
+/// Why a session ended.
+type Ending = String;
+
+impl Session {
+    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr) -> Session {
+        let n = shared.sessions.fetch_add(1, Ordering::Relaxed);
+        let vardiff = shared.settings.vardiff;
+        Session {
+            extranonce1: extranonce1(n),
+            subscribed: false,
+            agent: String::new(),
+            device: None,
+            version_mask: 0,
+            difficulty: vardiff.clamp(vardiff.start),
+            suggested: None,
+            vardiff: Vardiff::new(vardiff, Instant::now()),
+            jobs: VecDeque::new(),
+            started: false,
+            jobs_sent: 0,
+            invalid_budget: INVALID_BURST,
+            invalid_at: Instant::now(),
+            out: Vec::new(),
+            shared,
+            peer,
+        }
+    }
+
+    pub(super) async fn run(mut self, stream: TcpStream, cancel: CancellationToken) {
+        let (read, mut write) = stream.into_split();
+        let mut reader = LineReader {
+            inner: read,
+            buffer: Vec::new(),
+        };
+        let mut jobs = self.shared.jobs.clone();
+        let settings = self.shared.settings.clone();
+        let connected = tokio::time::Instant::now();
+        let mut last_line = connected;
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ending: Ending = loop {
+            let deadline = if self.started {
+                last_line + settings.idle_timeout
+            } else {
+                connected + settings.handshake_timeout
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break "server stopping".into(),
+                line = reader.next_line() => match line {
+                    Ok(line) => {
+                        last_line = tokio::time::Instant::now();
+                        if let Err(ending) = self.handle_line(&line, &mut jobs).await {
+                            let _ = self.flush(&mut write).await;
+                            break ending;
+                        }
+                    }
+                    Err(ReadEnd::Closed) => break "disconnected".into(),
+                    Err(ReadEnd::TooLong) => break format!("line longer than {MAX_LINE} bytes"),
+                    Err(ReadEnd::NotUtf8) => break "line is not UTF-8".into(),
+                    Err(ReadEnd::Io(e)) => break format!("read error: {e}"),
+                },
+                changed = jobs.changed(), if self.started => {
+                    if changed.is_err() {
+                        break "server stopping".into();
+                    }
+                    let job = jobs.borrow_and_update().clone();
+                    if let Some(job) = job {
+                        self.announce(job, false);
+                    }
+                }
+                _ = tick.tick() => {
+                    if self.started
+                        && let Some(next) = self.vardiff.on_tick(self.difficulty, Instant::now())
+                    {
+                        self.set_difficulty(next);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    break if self.started {
+                        format!("nothing received for {:?}", settings.idle_timeout)
+                    } else {
+                        format!("no subscribe and authorize within {:?}", settings.handshake_timeout)
+                    };
+                }
+            }
+            if let Err(e) = self.flush(&mut write).await {
+                break e;
+            }
+        };
+        let _ = write.shutdown().await;
+        if let Some((_, name)) = &self.device {
+            tracing::info!(device = %name, peer = %self.peer, reason = %ending, "stratum miner left");
+            let _ = self.shared.events.send(Event::DeviceLost {
+                device: name.clone(),
+                reason: ending,
+            });
+        } else {
+            tracing::debug!(peer = %self.peer, reason = %ending, "stratum connection closed");
+        }
+    }
+
+    async fn flush(&mut self, write: &mut tokio::net::tcp::OwnedWriteHalf) -> Result<(), Ending> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.shared.settings.write_timeout;
+        let result = tokio::time::timeout(timeout, write.write_all(&self.out)).await;
+        self.out = Vec::new();
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write error: {e}")),
+            Err(_) => Err(format!("miner took nothing for {timeout:?}")),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.out.extend_from_slice(line.as_bytes());
+    }
+
+    /// Spend from the invalid-input budget; `Err` when it is gone (the session is dropped).
+    fn invalid(&mut self, what: &str) -> Result<(), Ending> {
+        let now = Instant::now();
+        let earned = now.duration_since(self.invalid_at).as_secs_f64() * INVALID_PER_SECOND;
+        self.invalid_at = now;
+        self.invalid_budget = (self.invalid_budget + earned).min(INVALID_BURST) - 1.0;
+        if self.invalid_budget < 0.0 {
+            return Err(format!("too many invalid messages (last: {what})"));
+        }
+        Ok(())
+    }
+
+    async fn handle_line(
+        &mut self,
+        line: &str,
+        jobs: &mut tokio::sync::watch::Receiver<Option<Arc<StratumJob>>>,
+    ) -> Result<(), Ending> {
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        let request = match parse_request(line) {
+            Ok(r) => r,
+            Err(protocol::LineError::NoMethod) if line.contains("\"result\"") => {
+                // A reply to something we never asked: harmless.
+                return Ok(());
+            }
+            Err(e) => {
+                self.send(&error_reply(
+                    &Value::Null,
+                    StratumError::Other(format!("malformed request: {e}")),
+                ));
+                return self.invalid("malformed JSON");
+            }
+        };
+        let Request { id, method, params } = request;
+        match method.as_str() {
+            "mining.subscribe" => {
+                if let Some(agent) = params.first().and_then(Value::as_str) {
+                    self.agent = printable(agent);
+                }
+                self.subscribed = true;
+                let en1 = hex::encode(self.extranonce1);
+                self.send(&reply(
+                    &id,
+                    json!([
+                        [["mining.set_difficulty", en1], ["mining.notify", en1]],
+                        en1,
+                        EXTRANONCE2_SIZE
+                    ]),
+                ));
+            }
+            "mining.authorize" => {
+                let Some(user) = params.first().and_then(Value::as_str) else {
+                    self.send(&error_reply(
+                        &id,
+                        StratumError::Other("mining.authorize needs a user name".into()),
+                    ));
+                    return self.invalid("authorize without a user");
+                };
+                // A `d=<difficulty>` password asks for a difficulty (cgminer users' habit).
+                if let Some(d) = params
+                    .get(1)
+                    .and_then(Value::as_str)
+                    .and_then(|p| p.split(',').find_map(|kv| kv.trim().strip_prefix("d=")))
+                    .and_then(|d| difficulty_value(&Value::String(d.into())))
+                {
+                    self.suggest(d);
+                }
+                if self.device.is_none() {
+                    let name = format!("stratum:{}", printable(user));
+                    let index = self.shared.stats.device_named(&name);
+                    tracing::info!(device = %name, peer = %self.peer, agent = %self.agent, "stratum miner authorized");
+                    let _ = self.shared.events.send(Event::DeviceUp {
+                        device: name.clone(),
+                        detail: format!(
+                            "stratum miner at {} ({})",
+                            self.peer,
+                            if self.agent.is_empty() {
+                                "no user agent"
+                            } else {
+                                &self.agent
+                            }
+                        ),
+                    });
+                    self.device = Some((index, name));
+                }
+                self.send(&reply(&id, Value::Bool(true)));
+            }
+            "mining.configure" => {
+                let configure = parse_configure(&params);
+                let granted = configure.version_rolling_mask.map(|asked| {
+                    let safe = jobs
+                        .borrow()
+                        .as_ref()
+                        .map_or(BIP320_MASK, |j| BIP320_MASK & j.rollable);
+                    asked & safe
+                });
+                if let Some(mask) = granted {
+                    self.version_mask = mask;
+                }
+                self.send(&reply(&id, configure_result(&configure, granted)));
+            }
+            "mining.extranonce.subscribe" => {
+                // Supported in the sense that matters: extranonce1 never changes mid-session,
+                // so no mining.set_extranonce will ever be needed.
+                if !id.is_null() {
+                    self.send(&reply(&id, Value::Bool(true)));
+                }
+            }
+            "mining.suggest_difficulty" => {
+                if let Some(d) = params.first().and_then(difficulty_value) {
+                    self.suggest(d);
+                }
+                if !id.is_null() {
+                    self.send(&reply(&id, Value::Bool(true)));
+                }
+            }
+            // ESP-Miner answers a server's ping with a request named "pong".
+            "pong" => {}
+            "mining.multi_version" => {
+                if !id.is_null() {
+                    self.send(&reply(&id, Value::Bool(true)));
+                }
+            }
+            "mining.submit" => self.submit(&id, &params, jobs).await?,
+            _ => {
+                if !id.is_null() {
+                    self.send(&error_reply(
+                        &id,
+                        StratumError::Other(format!("unknown method {method:?}")),
+                    ));
+                }
+                self.invalid("unknown method")?;
+            }
+        }
+        if !self.started && self.subscribed && self.device.is_some() {
+            let job = jobs.borrow_and_update().clone();
+            if let Some(job) = job {
+                self.started = true;
+                self.vardiff.restart(Instant::now());
+                self.announce(job, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// `mining.suggest_difficulty` (or a `d=` password). A repeat of the same value (NerdMiner
+    /// sends its suggestion every 30 s as a keepalive) changes nothing.
+    fn suggest(&mut self, difficulty: f64) {
+        if self.suggested == Some(difficulty) {
+            return;
+        }
+        self.suggested = Some(difficulty);
+        let d = self.shared.settings.vardiff.clamp(difficulty);
+        if self.started {
+            self.set_difficulty(d);
+        } else {
+            self.difficulty = d;
+        }
+        self.vardiff.restart(Instant::now());
+    }
+
+    /// Send a new difficulty, then the current job again: some miners (NerdQAxe) apply a
+    /// difficulty only at the next notify. Jobs already out keep the lower of their difficulty
+    /// and the new one, so shares in flight are not refused for a change they had not seen.
+    fn set_difficulty(&mut self, difficulty: f64) {
+        if difficulty == self.difficulty {
+            return;
+        }
+        self.difficulty = difficulty;
+        for sent in &mut self.jobs {
+            sent.difficulty = sent.difficulty.min(difficulty);
+        }
+        if self.started {
+            self.send(&protocol::notification(
+                "mining.set_difficulty",
+                json!([difficulty]),
+            ));
+            if let Some(latest) = self.jobs.back() {
+                let job = latest.job.clone();
+                self.send_job(job, false);
+            }
+        }
+    }
+
+    /// Send a new job (and, on the first one, the difficulty before it).
+    fn announce(&mut self, job: Arc<StratumJob>, first: bool) {
+        if self.jobs.back().is_some_and(|s| s.job.number == job.number) {
+            return;
+        }
+        if first {
+            self.send(&protocol::notification(
+                "mining.set_difficulty",
+                json!([self.difficulty]),
+            ));
+        }
+        // The template may now reserve bits that were granted (a deployment started): narrow
+        // the miner's mask before it rolls them.
+        if self.version_mask & !job.rollable != 0 {
+            self.version_mask &= job.rollable;
+            self.send(&protocol::notification(
+                "mining.set_version_mask",
+                json!([format!("{:08x}", self.version_mask)]),
+            ));
+        }
+        // A miner's first job always tells it to start clean.
+        self.send_job(job, first);
+    }
+
+    /// Send `job` under a new id of this session's, judged at the current difficulty.
+    fn send_job(&mut self, job: Arc<StratumJob>, force_clean: bool) {
+        self.jobs_sent = self.jobs_sent.wrapping_add(1);
+        let id = format!("{:08x}", self.jobs_sent);
+        let line = job.notify_line(&id, force_clean);
+        self.send(&line);
+        if self.jobs.len() >= JOBS_KEPT {
+            self.jobs.pop_front();
+        }
+        self.jobs.push_back(SentJob {
+            id,
+            job,
+            difficulty: self.difficulty,
+            submissions: HashSet::new(),
+        });
+    }
+
+    async fn submit(
+        &mut self,
+        id: &Value,
+        params: &[Value],
+        jobs: &tokio::sync::watch::Receiver<Option<Arc<StratumJob>>>,
+    ) -> Result<(), Ending> {
+        match self.judge_submit(params, jobs).await {
+            Ok(()) => {
+                self.send(&reply(id, Value::Bool(true)));
+                Ok(())
+            }
+            Err(error) => {
+                let counts_as_invalid = !matches!(error, StratumError::Stale);
+                if let Some((index, _)) = &self.device {
+                    self.shared.stats.update(*index, |d| match error {
+                        StratumError::Stale => d.stale += 1,
+                        StratumError::Duplicate => d.duplicates += 1,
+                        _ => d.rejected += 1,
+                    });
+                }
+                let (code, message) = error.code_and_message();
+                tracing::debug!(peer = %self.peer, code, message, "share rejected");
+                self.send(&error_reply(id, error));
+                if counts_as_invalid {
+                    self.invalid("rejected share")?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn judge_submit(
+        &mut self,
+        params: &[Value],
+        jobs: &tokio::sync::watch::Receiver<Option<Arc<StratumJob>>>,
+    ) -> Result<(), StratumError> {
+        if !self.subscribed {
+            return Err(StratumError::NotSubscribed);
+        }
+        let Some((device, device_name)) = self.device.clone() else {
+            return Err(StratumError::Unauthorized);
+        };
+        let submit = parse_submit(params)?;
+        let extranonce2: [u8; EXTRANONCE2_SIZE] =
+            submit.extranonce2.as_slice().try_into().map_err(|_| {
+                StratumError::Other(format!(
+                    "extranonce2 must be {EXTRANONCE2_SIZE} bytes ({} hex digits), got {}",
+                    EXTRANONCE2_SIZE * 2,
+                    submit.extranonce2.len()
+                ))
+            })?;
+        let tip = jobs.borrow().as_ref().map(|j| j.work.prev_blockhash());
+        let mask = self.version_mask;
+        let Some(sent) = self.jobs.iter_mut().find(|s| s.id == submit.job_id) else {
+            return Err(StratumError::JobNotFound);
+        };
+        let key = (
+            u32::from_be_bytes(extranonce2),
+            submit.ntime,
+            submit.nonce,
+            submit.version_bits.unwrap_or(0),
+        );
+        if sent.submissions.contains(&key) {
+            return Err(StratumError::Duplicate);
+        }
+        if sent.submissions.len() >= SUBMISSIONS_KEPT_PER_JOB {
+            return Err(StratumError::Other(
+                "too many shares on one job; wait for the next one".into(),
+            ));
+        }
+        sent.submissions.insert(key);
+        let difficulty = sent.difficulty;
+        let target = target_for_difficulty(difficulty)
+            .ok_or_else(|| StratumError::Other("no share target".into()))?;
+        let current = tip.is_none_or(|tip| tip == sent.job.work.prev_blockhash());
+        let submission = Submission {
+            extranonce1: self.extranonce1,
+            extranonce2,
+            ntime: submit.ntime,
+            nonce: submit.nonce,
+            version_bits: submit.version_bits,
+        };
+        let id = self.shared.ids.fetch_add(1, Ordering::Relaxed);
+        let judged = judge(&sent.job, &submission, mask, &target, current, id);
+        let forward = |job| Found {
+            device,
+            device_name: device_name.clone(),
+            chip: None,
+            job: Arc::new(job),
+            version: judged.version,
+            nonce: submit.nonce,
+            threshold: Threshold {
+                target,
+                hashes: hashes_for_difficulty(difficulty),
+            },
+        };
+        match judged.judgement {
+            Judgement::Block { hash } => {
+                tracing::info!(%hash, device = %device_name, "stratum miner found a block candidate");
+                let found = forward(judged.job);
+                if self.shared.found.send(found).await.is_err() {
+                    return Err(StratumError::Other("server stopping".into()));
+                }
+            }
+            Judgement::Share { .. } => {
+                let found = forward(judged.job);
+                if self.shared.found.send(found).await.is_err() {
+                    return Err(StratumError::Other("server stopping".into()));
+                }
+            }
+            Judgement::Stale => return Err(StratumError::Stale),
+            Judgement::LowDifficulty => return Err(StratumError::LowDifficulty),
+            Judgement::NtimeOutOfRange => {
+                return Err(StratumError::Other(
+                    "ntime out of range (before the template's mintime or too far ahead)".into(),
+                ));
+            }
+            Judgement::VersionOutsideMask => {
+                return Err(StratumError::Other(format!(
+                    "version bits outside the granted mask {mask:08x}"
+                )));
+            }
+        }
+        if let Some(next) = self.vardiff.on_share(self.difficulty, Instant::now()) {
+            self.set_difficulty(next);
+        }
+        Ok(())
+    }
+}
+
+/// A name from the network, cut to a printable, bounded form for logs and stats.
+fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME)
+        .collect()
+}

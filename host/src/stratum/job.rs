@@ -110,15 +110,16 @@ impl StratumJob {
         }
     }
 
-    /// The `mining.notify` line for this job under a session's job id: `clean_jobs` as the job
-    /// says, or true whatever it says (`force_clean`, a miner's first job).
+    /// The `mining.notify` line for this job under a session's job id, with `clean_jobs`
+    /// (true for a new tip and for a miner's first job; false for a fee refresh and for the
+    /// job sent again after a difficulty change).
     ///
     /// Job ids are per session and never reused, because miners build new work only when the
     /// id changes (ESP-Miner ignores a repeated id, cpuminer keeps its work): the same job sent
     /// again after a difficulty change, which cgminer, cpuminer and NerdQAxe apply only at the
     /// next notify, needs a new id.
-    pub fn notify_line(&self, job_id: &str, force_clean: bool) -> String {
-        let tail = if self.clean || force_clean {
+    pub fn notify_line(&self, job_id: &str, clean: bool) -> String {
+        let tail = if clean {
             &self.notify_tail_clean
         } else {
             &self.notify_tail_update
@@ -481,9 +482,9 @@ mod tests {
         assert_eq!(p[5], "20000000");
         assert_eq!(p[6], "17023a04");
         assert_eq!(p[7], "685468d7");
-        assert_eq!(p[8], true);
-        let first: serde_json::Value = serde_json::from_str(&job.notify_line("1", true)).unwrap();
-        assert_eq!(first["params"][8], true);
+        assert_eq!(p[8], false);
+        let clean: serde_json::Value = serde_json::from_str(&job.notify_line("1", true)).unwrap();
+        assert_eq!(clean["params"][8], true);
     }
 
     #[test]

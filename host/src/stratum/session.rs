@@ -155,7 +155,8 @@ impl Session {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ending: Ending = loop {
-            let deadline = if self.started {
+            let ready = self.subscribed && self.device.is_some();
+            let deadline = if ready {
                 last_line + settings.idle_timeout
             } else {
                 connected + settings.handshake_timeout
@@ -176,13 +177,20 @@ impl Session {
                     Err(ReadEnd::NotUtf8) => break "line is not UTF-8".into(),
                     Err(ReadEnd::Io(e)) => break format!("read error: {e}"),
                 },
-                changed = jobs.changed(), if self.started => {
+                // Work that comes after the handshake (the node had none yet) starts the miner
+                // as well as work that replaces its job.
+                changed = jobs.changed(), if ready => {
                     if changed.is_err() {
                         break "server stopping".into();
                     }
                     let job = jobs.borrow_and_update().clone();
                     if let Some(job) = job {
-                        self.announce(job, false);
+                        let first = !self.started;
+                        self.started = true;
+                        if first {
+                            self.vardiff.restart(Instant::now());
+                        }
+                        self.announce(job, first);
                     }
                 }
                 _ = tick.tick() => {
@@ -193,7 +201,7 @@ impl Session {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    break if self.started {
+                    break if ready {
                         format!("nothing received for {:?}", settings.idle_timeout)
                     } else {
                         format!("no subscribe and authorize within {:?}", settings.handshake_timeout)
@@ -440,14 +448,15 @@ impl Session {
             ));
         }
         // A miner's first job always tells it to start clean.
-        self.send_job(job, first);
+        let clean = first || job.clean;
+        self.send_job(job, clean);
     }
 
     /// Send `job` under a new id of this session's, judged at the current difficulty.
-    fn send_job(&mut self, job: Arc<StratumJob>, force_clean: bool) {
+    fn send_job(&mut self, job: Arc<StratumJob>, clean: bool) {
         self.jobs_sent = self.jobs_sent.wrapping_add(1);
         let id = format!("{:08x}", self.jobs_sent);
-        let line = job.notify_line(&id, force_clean);
+        let line = job.notify_line(&id, clean);
         self.send(&line);
         if self.jobs.len() >= JOBS_KEPT {
             self.jobs.pop_front();

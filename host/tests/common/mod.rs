@@ -13,6 +13,8 @@ use bitcoin::secp256k1::{SecretKey, rand};
 use bitcoin::{Address, CompressedPublicKey, Network, PrivateKey, ScriptBuf};
 use hearth::node::RpcClient;
 use hearth::regtest::{RegtestNode, bitcoind_from_scripts};
+
+pub mod stratum;
 use serde_json::{Value, json};
 
 /// A child process killed (and reaped) when the test lets go of it.

@@ -29,6 +29,77 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     /// The Stratum V1 server for miners on the network (none without the section).
     pub stratum: Option<StratumConfig>,
+    /// Upstream pools (Stratum V1), as work sources besides the node.
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<PoolConfig>,
+    /// The order of work sources and failover timing.
+    #[serde(default)]
+    pub work: WorkConfig,
+    /// A SOCKS5 proxy (Tor) for pools and, on request, the node.
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+}
+
+/// `[[pool]]`: an upstream Stratum V1 pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Name in logs and in `work.order` (default `pool0`, `pool1`, ...).
+    pub name: Option<String>,
+    /// `stratum+tcp://host:port` or `host:port`; the host may be a `.onion` name (with a
+    /// SOCKS5 proxy).
+    pub url: String,
+    /// Worker name (often `<address>.<worker>`).
+    pub user: String,
+    /// Password.
+    #[serde(default = "defaults::pool_password")]
+    pub password: String,
+    /// SOCKS5 proxy for this pool (default: `proxy.socks5`).
+    pub socks5: Option<String>,
+    /// Seconds without new work after which the pool counts as silent (unfit).
+    #[serde(default = "defaults::pool_silent_secs")]
+    pub silent_secs: f64,
+    /// Rejected shares in a row after which the pool counts as unfit (and is reconnected).
+    #[serde(default = "defaults::pool_reject_limit")]
+    pub reject_limit: u32,
+}
+
+/// `[work]`: which source to mine on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkConfig {
+    /// Sources in order of preference: `node` and pool names (default: the node, then the pools
+    /// in file order).
+    pub order: Option<Vec<String>>,
+    /// Seconds the node may be without work (after `node.node_loss_grace_secs`) before the next
+    /// source takes over.
+    #[serde(default = "defaults::failover_secs")]
+    pub failover_secs: f64,
+    /// Seconds a source earlier in the order must be fit again before mining returns to it.
+    #[serde(default = "defaults::switch_back_secs")]
+    pub switch_back_secs: f64,
+}
+
+impl Default for WorkConfig {
+    fn default() -> Self {
+        WorkConfig {
+            order: None,
+            failover_secs: defaults::failover_secs(),
+            switch_back_secs: defaults::switch_back_secs(),
+        }
+    }
+}
+
+/// `[proxy]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// SOCKS5 proxy `host:port`, e.g. Tor's `127.0.0.1:9050`. Names (`.onion` too) are
+    /// resolved by the proxy.
+    pub socks5: Option<String>,
+    /// Reach the node's RPC through the proxy as well (a remote node, an onion node).
+    #[serde(default)]
+    pub node: bool,
 }
 
 /// `[stratum]`: Bitaxes, NerdMiners, cgminer devices and Antminers mine through Hearth.
@@ -276,6 +347,21 @@ mod defaults {
     pub fn max_coinbase_bytes() -> usize {
         255
     }
+    pub fn pool_password() -> String {
+        "x".into()
+    }
+    pub fn pool_silent_secs() -> f64 {
+        120.0
+    }
+    pub fn pool_reject_limit() -> u32 {
+        20
+    }
+    pub fn failover_secs() -> f64 {
+        10.0
+    }
+    pub fn switch_back_secs() -> f64 {
+        30.0
+    }
 }
 
 /// Longest tag accepted: 100-byte scriptSig minus height (≤ 5), extranonce (9) and push bytes.
@@ -375,6 +461,14 @@ pub struct Validated {
     pub startup_timeout: Duration,
     /// The Stratum server's settings, when `[stratum]` is there.
     pub stratum: Option<crate::stratum::StratumSettings>,
+    /// Upstream pools, in file order.
+    pub pools: Vec<crate::stratum::client::PoolSettings>,
+    /// Work sources in order of preference: `None` is the node, `Some(i)` pool `i`.
+    pub sources: Vec<Option<usize>>,
+    /// Failover timing.
+    pub source_timing: crate::sources::SourceTiming,
+    /// SOCKS5 proxy for the node's RPC.
+    pub node_proxy: Option<String>,
 }
 
 fn seconds(key: &str, value: f64, min: f64, max: f64) -> anyhow::Result<Duration> {
@@ -460,6 +554,60 @@ impl Config {
             Some(s) => Some(validate_stratum(s, &payout, self.payout.tag.as_bytes())?),
             None => None,
         };
+        let proxy = match &self.proxy.socks5 {
+            Some(p) => Some(socks_address("proxy.socks5", p)?),
+            None => None,
+        };
+        if self.proxy.node && proxy.is_none() {
+            bail!("proxy.node = true needs proxy.socks5 (e.g. \"127.0.0.1:9050\" for Tor)");
+        }
+        let mut pools = Vec::new();
+        for (i, pool) in self.pools.iter().enumerate() {
+            pools.push(validate_pool(i, pool, proxy.as_deref())?);
+        }
+        let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        for (i, name) in names.iter().enumerate() {
+            if *name == "node" || names[..i].contains(name) {
+                bail!("pool[{i}].name = {name:?}: names must be unique and not \"node\"");
+            }
+        }
+        let sources = match &self.work.order {
+            None => std::iter::once(None)
+                .chain((0..pools.len()).map(Some))
+                .collect(),
+            Some(order) => {
+                let mut sources = Vec::new();
+                for name in order {
+                    let source = if name == "node" {
+                        None
+                    } else {
+                        Some(names.iter().position(|n| n == name).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "work.order names {name:?}, which is neither \"node\" nor a [[pool]] name ({})",
+                                names.join(", ")
+                            )
+                        })?)
+                    };
+                    if sources.contains(&source) {
+                        bail!("work.order names {name:?} twice");
+                    }
+                    sources.push(source);
+                }
+                if sources.is_empty() {
+                    bail!("work.order is empty: name \"node\" and/or pools");
+                }
+                sources
+            }
+        };
+        let source_timing = crate::sources::SourceTiming {
+            failover_after: seconds("work.failover_secs", self.work.failover_secs, 0.0, 3600.0)?,
+            switch_back_after: seconds(
+                "work.switch_back_secs",
+                self.work.switch_back_secs,
+                0.0,
+                86_400.0,
+            )?,
+        };
         for (i, device) in self.devices.iter().enumerate() {
             validate_device(i, device)?;
         }
@@ -491,9 +639,87 @@ impl Config {
                 86_400.0,
             )?,
             stratum,
+            pools,
+            sources,
+            source_timing,
+            node_proxy: if self.proxy.node { proxy } else { None },
             config: self,
         })
     }
+}
+
+/// A SOCKS5 proxy address: `host:port`.
+fn socks_address(key: &str, value: &str) -> anyhow::Result<String> {
+    let value = value
+        .trim()
+        .trim_start_matches("socks5://")
+        .trim_start_matches("socks5h://");
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(value.to_string())
+        }
+        _ => bail!("{key} = {value:?}: give host:port, e.g. \"127.0.0.1:9050\" for Tor"),
+    }
+}
+
+fn validate_pool(
+    i: usize,
+    pool: &PoolConfig,
+    proxy: Option<&str>,
+) -> anyhow::Result<crate::stratum::client::PoolSettings> {
+    let key = |k: &str| format!("pool[{i}].{k}");
+    let address = pool
+        .url
+        .trim()
+        .trim_start_matches("stratum+tcp://")
+        .trim_end_matches('/');
+    if address.contains("://") {
+        bail!(
+            "{} = {:?}: only stratum+tcp:// (Stratum V1 over TCP) is supported",
+            key("url"),
+            pool.url
+        );
+    }
+    let (host, port) = address
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+        .filter(|(h, p)| !h.is_empty() && *p > 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} = {:?}: give stratum+tcp://host:port",
+                key("url"),
+                pool.url
+            )
+        })?;
+    let socks5 = match &pool.socks5 {
+        Some(p) => Some(socks_address(&key("socks5"), p)?),
+        None => proxy.map(str::to_string),
+    };
+    if host.ends_with(".onion") && socks5.is_none() {
+        bail!(
+            "{} = {:?}: an onion address needs a SOCKS5 proxy (Tor): set proxy.socks5 or {}",
+            key("url"),
+            pool.url,
+            key("socks5")
+        );
+    }
+    if pool.user.is_empty() {
+        bail!("{}: the pool needs a worker name", key("user"));
+    }
+    if pool.reject_limit == 0 {
+        bail!("{} must be at least 1", key("reject_limit"));
+    }
+    Ok(crate::stratum::client::PoolSettings {
+        name: pool.name.clone().unwrap_or_else(|| format!("pool{i}")),
+        host: host.to_string(),
+        port,
+        user: pool.user.clone(),
+        password: pool.password.clone(),
+        socks5,
+        silent_after: seconds(&key("silent_secs"), pool.silent_secs, 1.0, 86_400.0)?,
+        reject_limit: pool.reject_limit,
+        max_backoff: Duration::from_secs(60),
+    })
 }
 
 fn validate_stratum(

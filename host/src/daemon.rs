@@ -73,7 +73,12 @@ pub const SHUTDOWN_SUBMIT_BUDGET: Duration = Duration::from_secs(15);
 impl Daemon {
     /// Check the node and the configuration, replay the journal, and start mining.
     pub async fn start(config: Validated) -> anyhow::Result<Daemon> {
-        let rpc = RpcClient::new(&config.rpc_url, config.auth.clone(), config.rpc_timeout)?;
+        let rpc = RpcClient::with_proxy(
+            &config.rpc_url,
+            config.auth.clone(),
+            config.rpc_timeout,
+            config.node_proxy.as_deref(),
+        )?;
         let info = ready::wait_ready(&rpc, config.network, config.startup_timeout).await?;
         tracing::info!(chain = %info.chain, height = info.blocks, node = %config.rpc_url, "node ready");
         if config.network == bitcoin::Network::Signet {
@@ -106,6 +111,16 @@ impl Daemon {
         let (events, _) = broadcast::channel(4096);
         let (work_tx, work_rx) = watch::channel(None);
         let (tip_tx, tip_rx) = watch::channel::<Option<BlockHash>>(None);
+        // With pools, the node is one work source of several and a selector forwards the
+        // chosen one's work; without, the node's work goes to the devices directly.
+        let with_pools = config.sources != [None];
+        let (node_work_tx, node_work_rx) = watch::channel(None);
+        let (node_tip_tx, node_tip_rx) = watch::channel::<Option<BlockHash>>(None);
+        let (source_work, source_tip, forward) = if with_pools {
+            (node_work_tx, node_tip_tx, Some((work_tx, tip_tx)))
+        } else {
+            (work_tx, tip_tx, None)
+        };
         let (found_tx, found_rx) = mpsc::channel(1024);
         let (candidate_tx, candidate_rx) = mpsc::channel(256);
         let (found_block_tx, found_block_rx) = mpsc::channel(16);
@@ -157,8 +172,8 @@ impl Daemon {
                 fee_refresh: config.fee_refresh,
                 node_loss_grace: config.node_loss_grace,
             },
-            work: work_tx,
-            tip: tip_tx,
+            work: source_work,
+            tip: source_tip,
             found_block: found_block_rx,
             refresh: refresh_rx,
             submitted: submitted_rx,
@@ -166,6 +181,55 @@ impl Daemon {
             cancel: cancel.clone(),
         };
         tracker.spawn(source.run());
+        if let Some((work_tx, tip_tx)) = forward {
+            let mut pools = Vec::new();
+            for settings in &config.pools {
+                let (work, work_rx) = watch::channel(None);
+                let (health, health_rx) = watch::channel(crate::stratum::client::PoolHealth::Down(
+                    "not connected yet".into(),
+                ));
+                let (shares_tx, shares) = mpsc::channel(crate::stratum::client::UPSTREAM_QUEUE);
+                tracker.spawn(
+                    crate::stratum::client::PoolClient {
+                        settings: settings.clone(),
+                        work,
+                        health,
+                        shares,
+                        shares_tx,
+                        events: events.clone(),
+                        cancel: cancel.clone(),
+                    }
+                    .run(),
+                );
+                pools.push((settings.name.clone(), work_rx, health_rx));
+            }
+            let inputs = config
+                .sources
+                .iter()
+                .map(|source| match source {
+                    None => crate::sources::SourceInput {
+                        name: "node".into(),
+                        work: node_work_rx.clone(),
+                        health: None,
+                        tip: Some(node_tip_rx.clone()),
+                    },
+                    Some(i) => crate::sources::SourceInput {
+                        name: pools[*i].0.clone(),
+                        work: pools[*i].1.clone(),
+                        health: Some(pools[*i].2.clone()),
+                        tip: None,
+                    },
+                })
+                .collect();
+            tracker.spawn(crate::sources::select(
+                inputs,
+                work_tx,
+                tip_tx,
+                config.source_timing,
+                events.clone(),
+                cancel.clone(),
+            ));
+        }
 
         pipeline.spawn(
             ShareChecker {

@@ -90,6 +90,13 @@ pub enum Event {
         /// The fault, as the board described it.
         fault: String,
     },
+    /// Mining moved to another work source (the node, or a pool).
+    WorkSource {
+        /// `node` or the pool's name.
+        source: String,
+        /// Why.
+        reason: String,
+    },
     /// A device went away: a Stratum miner disconnected or was dropped.
     DeviceLost {
         /// Device name.

@@ -13,6 +13,7 @@ pub mod node;
 pub mod regtest;
 pub mod share;
 pub mod sim_chain;
+pub mod sources;
 pub mod stratum;
 pub mod submit;
 pub mod template;

@@ -278,7 +278,17 @@ impl ShareChecker {
                         d.chip(chip).hardware_errors += 1;
                     }
                 }),
-                Checked::Share { hash, stale } => self.count_share(&found, &hash, stale),
+                Checked::Share { hash, stale } => {
+                    self.count_share(&found, &hash, stale);
+                    if !stale {
+                        self.share_upstream(&found, &hash, false);
+                    }
+                }
+                Checked::Block { hash, stale, .. } if found.job.work.upstream.is_some() => {
+                    // A pool's work: its coinbase pays the pool, which submits its blocks.
+                    self.count_share(&found, &hash, stale);
+                    self.share_upstream(&found, &hash, true);
+                }
                 Checked::Block {
                     hash,
                     stale,
@@ -356,6 +366,23 @@ impl ShareChecker {
         };
         if self.candidates.send(candidate).await.is_err() {
             tracing::error!(%hash, height, "submitter is gone; the candidate stays in the journal for the next start");
+        }
+    }
+
+    /// Send a share of a pool's work up, when it meets the pool's target.
+    fn share_upstream(&self, found: &Found, hash: &BlockHash, block: bool) {
+        let Some(upstream) = &found.job.work.upstream else {
+            return;
+        };
+        if !block && !upstream.share_target.is_met_by(*hash) {
+            return;
+        }
+        let Some(share) = found.job.upstream_share(found.version, found.nonce, block) else {
+            return;
+        };
+        if upstream.shares.try_send(share).is_err() {
+            tracing::warn!(pool = %upstream.pool, device = %found.device_name,
+                "pool connection busy or gone; a share for it was dropped");
         }
     }
 

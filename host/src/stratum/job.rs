@@ -2,10 +2,10 @@
 //! Pure and consensus-critical: a submission becomes the same [`Job`] and header a device's
 //! result would, and its hash is compared with 256-bit targets.
 //!
-//! Extranonce layout: the coinbase's 8-byte extranonce slot is `extranonce1 (4) ‖
-//! extranonce2 (4)`. Every session's extranonce1 has its top bit set, and the daemon's own
-//! devices use prefixes below 0x8000 (their index), so a miner's coinbase never equals a
-//! device's or another session's.
+//! Extranonce layout: the work's extranonce slot (8 bytes on the node's work, 4 to 8 on a
+//! pool's) is `extranonce1 ‖ extranonce2` (see [`layout`]). Every session's extranonce1 has its
+//! top bit set, and the daemon's own devices use 2-byte prefixes below 0x8000 (their index), so
+//! a miner's coinbase never equals a device's or another session's.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,15 +17,23 @@ use serde_json::json;
 use crate::template::{EXTRANONCE_SIZE, merkle_root};
 use crate::work::{Job, JobId, TemplateWork};
 
-/// Bytes of the coinbase extranonce that the server assigns per session.
-pub const EXTRANONCE1_SIZE: usize = 4;
-/// Bytes the miner rolls. 4 is inside every client's accepted range: NerdMiner takes 2, 4 or 8,
-/// cgminer 2 to 16, stock Antminer firmware at most 8, ESP-Miner at most 32.
-pub const EXTRANONCE2_SIZE: usize = EXTRANONCE_SIZE - EXTRANONCE1_SIZE;
+/// How a work's extranonce slot of `extranonce_len` bytes splits into the server's
+/// extranonce1 and the miner's extranonce2. The miner gets 4 bytes where the slot has room
+/// for a 2-byte extranonce1 besides, else 2: both inside every client's accepted range
+/// (NerdMiner takes 2, 4 or 8, cgminer 2 to 16, stock Antminer firmware at most 8, ESP-Miner
+/// at most 32). The node's 8-byte slot gives 4 and 4, as public-pool does.
+pub fn layout(extranonce_len: usize) -> (usize, usize) {
+    let len = extranonce_len.clamp(4, EXTRANONCE_SIZE);
+    let extranonce2 = if len >= 6 { 4 } else { 2 };
+    (len - extranonce2, extranonce2)
+}
 
-/// The extranonce1 of session number `n`.
-pub fn extranonce1(n: u32) -> [u8; EXTRANONCE1_SIZE] {
-    (0x8000_0000 | (n & 0x7FFF_FFFF)).to_be_bytes()
+/// The extranonce1 of session number `n`, `len` bytes (2 to 4) with the top bit set.
+pub fn extranonce1(n: u32, len: usize) -> Vec<u8> {
+    let len = len.clamp(1, 4);
+    let mut bytes = n.to_be_bytes()[4 - len..].to_vec();
+    bytes[0] |= 0x80;
+    bytes
 }
 
 /// A job as announced to every miner: the template work plus what `mining.notify` says about
@@ -133,7 +141,7 @@ impl StratumJob {
 
     /// Bytes of the coinbase a miner assembles (coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2).
     pub fn coinbase_len(&self) -> usize {
-        self.work.coinbase.prefix.len() + EXTRANONCE_SIZE + self.work.coinbase.suffix.len()
+        self.work.coinbase.prefix.len() + self.work.extranonce_len + self.work.coinbase.suffix.len()
     }
 }
 
@@ -175,10 +183,9 @@ pub struct Judged {
 /// One submission, checked by the caller for job id, extranonce2 size and duplicates.
 #[derive(Debug, Clone, Copy)]
 pub struct Submission {
-    /// The session's extranonce1.
-    pub extranonce1: [u8; EXTRANONCE1_SIZE],
-    /// The miner's extranonce2.
-    pub extranonce2: [u8; EXTRANONCE2_SIZE],
+    /// The session's extranonce1 and the miner's extranonce2, back to back (the work's
+    /// `extranonce_len` bytes; the rest is zero).
+    pub extranonce: [u8; EXTRANONCE_SIZE],
     /// Header time.
     pub ntime: u32,
     /// Header nonce.
@@ -218,16 +225,15 @@ pub fn judge(
     job_id: JobId,
 ) -> Judged {
     let work = &job.work;
-    let mut extranonce = [0u8; EXTRANONCE_SIZE];
-    extranonce[..EXTRANONCE1_SIZE].copy_from_slice(&submission.extranonce1);
-    extranonce[EXTRANONCE1_SIZE..].copy_from_slice(&submission.extranonce2);
+    let extranonce = submission.extranonce;
+    let len = work.extranonce_len.min(EXTRANONCE_SIZE);
     let version_mask = mask & job.rollable;
     let rolled = rolled_version(job.version, version_mask, submission.version_bits);
     let result = Job {
         id: job_id,
         work: work.clone(),
         extranonce,
-        merkle_root: merkle_root(work.coinbase.txid(&extranonce), &work.branch),
+        merkle_root: merkle_root(work.coinbase.txid(&extranonce[..len]), &work.branch),
         version: job.version,
         version_mask,
         ntime: submission.ntime,
@@ -383,14 +389,15 @@ mod tests {
             received_at: Instant::now(),
             new_tip: true,
             max_ntime_ahead: crate::work::MAX_NTIME_AHEAD_SECS,
+            extranonce_len: 8,
+            upstream: None,
         };
         StratumJob::new(0x875b4b7, Arc::new(work), true)
     }
 
     fn bitaxe_submission() -> Submission {
         Submission {
-            extranonce1: [0x41, 0x28, 0x06, 0x4f],
-            extranonce2: [0x17, 0, 0, 0],
+            extranonce: [0x41, 0x28, 0x06, 0x4f, 0x17, 0, 0, 0],
             ntime: 0x6854_68d7,
             nonce: 0x7552_034c,
             version_bits: Some(0x00b4_4000),
@@ -433,7 +440,7 @@ mod tests {
         assert_eq!(j(&s, 0, 8192.0, true), Judgement::VersionOutsideMask);
         // Another extranonce2, nonce or time is another hash.
         let other = Submission {
-            extranonce2: [0x18, 0, 0, 0],
+            extranonce: [0x41, 0x28, 0x06, 0x4f, 0x18, 0, 0, 0],
             ..s
         };
         assert_eq!(
@@ -489,9 +496,27 @@ mod tests {
 
     #[test]
     fn extranonce1_never_meets_a_device_prefix() {
-        for n in [0, 1, 0x7FFF_FFFF, u32::MAX] {
-            assert!(extranonce1(n)[0] >= 0x80);
+        for len in [2, 3, 4] {
+            for n in [0, 1, 0x7FFF, 0x7FFF_FFFF, u32::MAX] {
+                let e = extranonce1(n, len);
+                assert_eq!(e.len(), len);
+                assert!(e[0] >= 0x80);
+            }
+            assert_ne!(extranonce1(1, len), extranonce1(2, len));
         }
-        assert_ne!(extranonce1(1), extranonce1(2));
+    }
+
+    #[test]
+    fn every_slot_gives_miners_an_extranonce2_they_all_take() {
+        assert_eq!(layout(8), (4, 4));
+        assert_eq!(layout(7), (3, 4));
+        assert_eq!(layout(6), (2, 4));
+        assert_eq!(layout(5), (3, 2));
+        assert_eq!(layout(4), (2, 2));
+        for len in 4..=8 {
+            let (one, two) = layout(len);
+            assert_eq!(one + two, len);
+            assert!(one >= 2 && [2, 4].contains(&two));
+        }
     }
 }

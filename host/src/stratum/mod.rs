@@ -6,10 +6,13 @@
 //! * [`protocol`]: the wire format (pure);
 //! * [`difficulty`]: difficulty to 256-bit target, and vardiff (pure);
 //! * [`job`]: jobs cut from the daemon's work and the judgement of a submission (pure);
-//! * [`server`]: the listener, connection limits, and one task per session.
+//! * [`server`]: the listener, connection limits, and one task per session;
+//! * [`client`]: Hearth as a miner of an upstream pool (directly or through SOCKS5 / Tor).
 
+pub mod client;
 pub mod difficulty;
 pub mod job;
+mod lines;
 pub mod protocol;
 pub mod server;
 mod session;

@@ -212,9 +212,7 @@ async fn publish_jobs(
     loop {
         let current = work.borrow_and_update().clone();
         if let Some(w) = current
-            && last
-                .as_ref()
-                .is_none_or(|l| l.work.generation != w.generation)
+            && last.as_ref().is_none_or(|l| !Arc::ptr_eq(&l.work, &w))
         {
             number += 1;
             let clean = w.new_tip

@@ -10,14 +10,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::difficulty::{Vardiff, hashes_for_difficulty, target_for_difficulty};
-use super::job::{
-    EXTRANONCE1_SIZE, EXTRANONCE2_SIZE, Judgement, StratumJob, Submission, extranonce1, judge,
-};
+use super::job::{Judgement, StratumJob, Submission, extranonce1, judge, layout};
+use super::lines::{LineReader, ReadEnd};
 use super::protocol::{
     self, Request, StratumError, configure_result, difficulty_value, error_reply, parse_configure,
     parse_request, parse_submit, reply,
@@ -25,6 +24,7 @@ use super::protocol::{
 use super::server::{MAX_LINE, Shared};
 use crate::events::Event;
 use crate::share::{Found, Threshold};
+use crate::template::EXTRANONCE_SIZE;
 use crate::work::BIP320_MASK;
 
 /// Jobs a session keeps for submissions (older ones answer "job not found").
@@ -38,64 +38,26 @@ const INVALID_PER_SECOND: f64 = 1.0;
 /// Longest worker name or user agent kept.
 const MAX_NAME: usize = 64;
 
-/// A line reader with a hard cap on line length whose buffer only grows while a line is
-/// incomplete (most sessions hold no buffer at all between lines). Cancel-safe: state lives in
-/// `self`, and a read that is cancelled took nothing.
-struct LineReader<R> {
-    inner: R,
-    buffer: Vec<u8>,
-}
-
-/// Why a session's input ended.
-enum ReadEnd {
-    Closed,
-    TooLong,
-    NotUtf8,
-    Io(std::io::Error),
-}
-
-impl<R: AsyncRead + Unpin> LineReader<R> {
-    async fn next_line(&mut self) -> Result<String, ReadEnd> {
-        loop {
-            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-                let rest = self.buffer.split_off(end + 1);
-                let mut line = std::mem::replace(&mut self.buffer, rest);
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                if self.buffer.is_empty() {
-                    self.buffer = Vec::new();
-                }
-                return String::from_utf8(line).map_err(|_| ReadEnd::NotUtf8);
-            }
-            if self.buffer.len() >= MAX_LINE {
-                return Err(ReadEnd::TooLong);
-            }
-            let mut chunk = [0u8; 2048];
-            let want = chunk.len().min(MAX_LINE + 1 - self.buffer.len());
-            match self.inner.read(&mut chunk[..want]).await {
-                Ok(0) => return Err(ReadEnd::Closed),
-                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(ReadEnd::Io(e)),
-            }
-        }
-    }
-}
-
 /// A job as this session got it, with the difficulty its shares are judged at.
 struct SentJob {
     /// This session's id for it.
     id: String,
     job: Arc<StratumJob>,
     difficulty: f64,
-    submissions: HashSet<(u32, u32, u32, u32)>,
+    submissions: HashSet<(u64, u32, u32, u32)>,
 }
 
 pub(super) struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
-    extranonce1: [u8; EXTRANONCE1_SIZE],
+    /// Session number (extranonce1 is derived from it).
+    number: u32,
+    /// The work's extranonce slot this session's layout is for.
+    extranonce_len: usize,
+    extranonce1: Vec<u8>,
+    extranonce2_len: usize,
+    /// `mining.extranonce.subscribe` received: the layout may change with `set_extranonce`.
+    extranonce_subscribed: bool,
     subscribed: bool,
     agent: String,
     /// Stats device index and name, once authorized.
@@ -123,7 +85,11 @@ impl Session {
         let n = shared.sessions.fetch_add(1, Ordering::Relaxed);
         let vardiff = shared.settings.vardiff;
         Session {
-            extranonce1: extranonce1(n),
+            number: n,
+            extranonce_len: 0,
+            extranonce1: Vec::new(),
+            extranonce2_len: 0,
+            extranonce_subscribed: false,
             subscribed: false,
             agent: String::new(),
             device: None,
@@ -144,10 +110,7 @@ impl Session {
 
     pub(super) async fn run(mut self, stream: TcpStream, cancel: CancellationToken) {
         let (read, mut write) = stream.into_split();
-        let mut reader = LineReader {
-            inner: read,
-            buffer: Vec::new(),
-        };
+        let mut reader = LineReader::new(read, MAX_LINE);
         let mut jobs = self.shared.jobs.clone();
         let settings = self.shared.settings.clone();
         let connected = tokio::time::Instant::now();
@@ -190,7 +153,10 @@ impl Session {
                         if first {
                             self.vardiff.restart(Instant::now());
                         }
-                        self.announce(job, first);
+                        if let Err(ending) = self.announce(job, first) {
+                            let _ = self.flush(&mut write).await;
+                            break ending;
+                        }
                     }
                 }
                 _ = tick.tick() => {
@@ -283,13 +249,18 @@ impl Session {
                     self.agent = printable(agent);
                 }
                 self.subscribed = true;
-                let en1 = hex::encode(self.extranonce1);
+                let slot = jobs
+                    .borrow()
+                    .as_ref()
+                    .map_or(EXTRANONCE_SIZE, |j| j.work.extranonce_len);
+                self.set_layout(slot);
+                let en1 = hex::encode(&self.extranonce1);
                 self.send(&reply(
                     &id,
                     json!([
                         [["mining.set_difficulty", en1], ["mining.notify", en1]],
                         en1,
-                        EXTRANONCE2_SIZE
+                        self.extranonce2_len
                     ]),
                 ));
             }
@@ -345,8 +316,9 @@ impl Session {
                 self.send(&reply(&id, configure_result(&configure, granted)));
             }
             "mining.extranonce.subscribe" => {
-                // Supported in the sense that matters: extranonce1 never changes mid-session,
-                // so no mining.set_extranonce will ever be needed.
+                // The extranonce changes only when the work source does (node to pool and
+                // back); subscribers then get mining.set_extranonce, the others reconnect.
+                self.extranonce_subscribed = true;
                 if !id.is_null() {
                     self.send(&reply(&id, Value::Bool(true)));
                 }
@@ -382,7 +354,7 @@ impl Session {
             if let Some(job) = job {
                 self.started = true;
                 self.vardiff.restart(Instant::now());
-                self.announce(job, true);
+                self.announce(job, true)?;
             }
         }
         Ok(())
@@ -427,10 +399,33 @@ impl Session {
         }
     }
 
+    fn set_layout(&mut self, extranonce_len: usize) {
+        let (one, two) = layout(extranonce_len);
+        self.extranonce_len = extranonce_len;
+        self.extranonce1 = extranonce1(self.number, one);
+        self.extranonce2_len = two;
+    }
+
     /// Send a new job (and, on the first one, the difficulty before it).
-    fn announce(&mut self, job: Arc<StratumJob>, first: bool) {
+    fn announce(&mut self, job: Arc<StratumJob>, first: bool) -> Result<(), Ending> {
         if self.jobs.back().is_some_and(|s| s.job.number == job.number) {
-            return;
+            return Ok(());
+        }
+        let mut first = first;
+        if job.work.extranonce_len != self.extranonce_len {
+            // The work source changed (node to pool or back) and with it the extranonce slot.
+            if !self.extranonce_subscribed {
+                return Err(
+                    "the work source changed its extranonce size; the miner reconnects".into(),
+                );
+            }
+            self.set_layout(job.work.extranonce_len);
+            self.send(&protocol::notification(
+                "mining.set_extranonce",
+                json!([hex::encode(&self.extranonce1), self.extranonce2_len]),
+            ));
+            self.jobs.clear();
+            first = true;
         }
         if first {
             self.send(&protocol::notification(
@@ -450,6 +445,7 @@ impl Session {
         // A miner's first job always tells it to start clean.
         let clean = first || job.clean;
         self.send_job(job, clean);
+        Ok(())
     }
 
     /// Send `job` under a new id of this session's, judged at the current difficulty.
@@ -512,21 +508,25 @@ impl Session {
             return Err(StratumError::Unauthorized);
         };
         let submit = parse_submit(params)?;
-        let extranonce2: [u8; EXTRANONCE2_SIZE] =
-            submit.extranonce2.as_slice().try_into().map_err(|_| {
-                StratumError::Other(format!(
-                    "extranonce2 must be {EXTRANONCE2_SIZE} bytes ({} hex digits), got {}",
-                    EXTRANONCE2_SIZE * 2,
-                    submit.extranonce2.len()
-                ))
-            })?;
+        if submit.extranonce2.len() != self.extranonce2_len {
+            return Err(StratumError::Other(format!(
+                "extranonce2 must be {} bytes ({} hex digits), got {}",
+                self.extranonce2_len,
+                self.extranonce2_len * 2,
+                submit.extranonce2.len()
+            )));
+        }
         let tip = jobs.borrow().as_ref().map(|j| j.work.prev_blockhash());
         let mask = self.version_mask;
         let Some(sent) = self.jobs.iter_mut().find(|s| s.id == submit.job_id) else {
             return Err(StratumError::JobNotFound);
         };
+        let mut extranonce = [0u8; EXTRANONCE_SIZE];
+        let one = self.extranonce1.len();
+        extranonce[..one].copy_from_slice(&self.extranonce1);
+        extranonce[one..one + submit.extranonce2.len()].copy_from_slice(&submit.extranonce2);
         let key = (
-            u32::from_be_bytes(extranonce2),
+            u64::from_be_bytes(extranonce),
             submit.ntime,
             submit.nonce,
             submit.version_bits.unwrap_or(0),
@@ -545,8 +545,7 @@ impl Session {
             .ok_or_else(|| StratumError::Other("no share target".into()))?;
         let current = tip.is_none_or(|tip| tip == sent.job.work.prev_blockhash());
         let submission = Submission {
-            extranonce1: self.extranonce1,
-            extranonce2,
+            extranonce,
             ntime: submit.ntime,
             nonce: submit.nonce,
             version_bits: submit.version_bits,

@@ -46,6 +46,49 @@ pub struct TemplateWork {
     /// How far ntime may run past `curtime`: [`MAX_NTIME_AHEAD_SECS`], or 0 where a later time
     /// would need other `bits` (see [`ntime_may_roll`]).
     pub max_ntime_ahead: u32,
+    /// Bytes of the coinbase's extranonce slot that jobs fill (8 for the node's work; what a
+    /// pool leaves us, 4 to 8, for a pool's). Jobs always carry [`EXTRANONCE_SIZE`] bytes, of
+    /// which the first `extranonce_len` are in the coinbase.
+    pub extranonce_len: usize,
+    /// Set when the work is a pool's: where its shares go. Its blocks are the pool's to
+    /// submit.
+    pub upstream: Option<Arc<UpstreamWork>>,
+}
+
+/// What a pool's work needs for its shares to reach the pool.
+#[derive(Debug)]
+pub struct UpstreamWork {
+    /// The pool's name (logs, stats).
+    pub pool: String,
+    /// The pool's job id.
+    pub job_id: String,
+    /// Zero bytes in front of ours in the pool's extranonce2 (pools that give more than 8).
+    pub extranonce2_padding: usize,
+    /// The pool's share target (from its difficulty).
+    pub share_target: bitcoin::Target,
+    /// The pool's difficulty, for logs.
+    pub difficulty: f64,
+    /// Version bits the pool granted (BIP310); 0 without version rolling.
+    pub version_mask: u32,
+    /// Shares for the pool client.
+    pub shares: tokio::sync::mpsc::Sender<UpstreamShare>,
+}
+
+/// A share on a pool's work, for the pool client to submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamShare {
+    /// The pool's job id.
+    pub job_id: String,
+    /// The whole extranonce2 as the pool counts it.
+    pub extranonce2: Vec<u8>,
+    /// Header time.
+    pub ntime: u32,
+    /// Header nonce.
+    pub nonce: u32,
+    /// Rolled version bits (`version & mask`), when the pool granted version rolling.
+    pub version_bits: Option<u32>,
+    /// Whether the hash meets the network target (the pool will find it is a block).
+    pub block: bool,
 }
 
 /// Compact form of the proof-of-work limit of testnet3 and testnet4.
@@ -104,6 +147,8 @@ impl TemplateWork {
             received_at: Instant::now(),
             new_tip,
             max_ntime_ahead: MAX_NTIME_AHEAD_SECS,
+            extranonce_len: EXTRANONCE_SIZE,
+            upstream: None,
         })
     }
 
@@ -169,6 +214,27 @@ pub struct Job {
 }
 
 impl Job {
+    /// The extranonce bytes that are in the coinbase.
+    pub fn extranonce(&self) -> &[u8] {
+        &self.extranonce[..self.work.extranonce_len.min(EXTRANONCE_SIZE)]
+    }
+
+    /// The share for the pool this job's work came from (none for the node's work).
+    pub fn upstream_share(&self, version: i32, nonce: u32, block: bool) -> Option<UpstreamShare> {
+        let upstream = self.work.upstream.as_ref()?;
+        let mut extranonce2 = vec![0u8; upstream.extranonce2_padding];
+        extranonce2.extend_from_slice(self.extranonce());
+        Some(UpstreamShare {
+            job_id: upstream.job_id.clone(),
+            extranonce2,
+            ntime: self.ntime,
+            nonce,
+            version_bits: (upstream.version_mask != 0)
+                .then_some(version as u32 & upstream.version_mask),
+            block,
+        })
+    }
+
     /// Whether `version` only differs from the job's in bits the device may roll.
     pub fn version_allowed(&self, version: i32) -> bool {
         ((version as u32) ^ (self.version as u32)) & !self.version_mask == 0
@@ -194,7 +260,7 @@ impl Job {
         let txs = &self.work.template.transactions;
         let mut bytes = serialize(&self.header(version, nonce));
         bytes.extend_from_slice(&serialize(&VarInt(txs.len() as u64 + 1)));
-        let coinbase = self.work.coinbase.legacy_bytes(&self.extranonce);
+        let coinbase = self.work.coinbase.legacy_bytes(self.extranonce());
         if self.work.coinbase.has_witness_commitment && coinbase.len() >= 8 {
             // BIP144: version, marker 0x00, flag 0x01, inputs and outputs, then one witness
             // stack for the one input (the 32-byte reserved value, BIP141), then lock time.
@@ -241,7 +307,8 @@ impl Job {
 
 use bitcoin::hashes::Hash as _;
 
-/// Cuts jobs for one device: extranonce = device prefix (2 bytes) ‖ counter (6 bytes).
+/// Cuts jobs for one device: extranonce = device prefix (2 bytes) ‖ counter (the rest of the
+/// work's extranonce: 6 bytes on the node's work, 2 to 6 on a pool's).
 #[derive(Debug)]
 pub struct JobFactory {
     prefix: u16,
@@ -263,11 +330,13 @@ impl JobFactory {
 
     /// The next job from `work`.
     pub fn next_job(&mut self, work: &Arc<TemplateWork>) -> Job {
-        self.counter = (self.counter + 1) & 0xFFFF_FFFF_FFFF;
+        let len = work.extranonce_len.clamp(2, EXTRANONCE_SIZE);
+        let counter_bits = 8 * (len as u32 - 2);
+        self.counter = (self.counter + 1) & (1u64 << counter_bits).wrapping_sub(1);
         let mut extranonce = [0u8; EXTRANONCE_SIZE];
         extranonce[..2].copy_from_slice(&self.prefix.to_be_bytes());
-        extranonce[2..].copy_from_slice(&self.counter.to_be_bytes()[2..]);
-        let txid = work.coinbase.txid(&extranonce);
+        extranonce[2..len].copy_from_slice(&self.counter.to_be_bytes()[8 - (len - 2)..]);
+        let txid = work.coinbase.txid(&extranonce[..len]);
         Job {
             id: self.ids.fetch_add(1, Ordering::Relaxed),
             work: work.clone(),

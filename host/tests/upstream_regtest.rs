@@ -1,0 +1,176 @@
+//! Hearth as a miner of a pool: one `hearth` (B) takes work from another's Stratum server (A),
+//! directly or through a SOCKS5 proxy, its devices' shares go up, and A's node accepts the
+//! blocks, which pay A's address. When A dies, B mines on its own node; when A is back, B
+//! returns to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use hearth::daemon::Daemon;
+use hearth::events::Event;
+use serde_json::json;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn server_section(port: u16) -> String {
+    format!(
+        "[stratum]\nlisten = \"127.0.0.1:{port}\"\nstart_difficulty = 0.0000001\nmax_difficulty = 0.000001\n"
+    )
+}
+
+/// B: one CPU thread, pool A first, then its own node.
+fn client_sections(pool_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+        [[device]]
+        kind = "cpu"
+        threads = 1
+        share_bits = 20
+        [[pool]]
+        name = "a"
+        url = "{pool_url}"
+        user = "hearth-b"
+        {extra}
+        [work]
+        order = ["a", "node"]
+        failover_secs = 1
+        switch_back_secs = 1
+        "#
+    )
+}
+
+/// The address a block's coinbase pays.
+async fn coinbase_address(rpc: &hearth::node::RpcClient, hash: &bitcoin::BlockHash) -> String {
+    let block = common::call(rpc, "getblock", json!([hash.to_string(), 2])).await;
+    block["tx"][0]["vout"][0]["scriptPubKey"]["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn work_source(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    source: &str,
+    within: Duration,
+) {
+    common::wait_event(
+        events,
+        within,
+        &format!("mining on {source}"),
+        |e| matches!(e, Event::WorkSource { source: s, .. } if s == source),
+    )
+    .await;
+}
+
+/// A block accepted by `daemon`'s node from `device`, and the address it pays.
+async fn accepted_from(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    device: &str,
+    rpc: &hearth::node::RpcClient,
+) -> String {
+    let e = common::wait_event(
+        events,
+        Duration::from_secs(60),
+        &format!("a block from {device}"),
+        |e| matches!(e, Event::BlockAccepted { device: d, .. } if d == device),
+    )
+    .await;
+    let Event::BlockAccepted { hash, .. } = e else {
+        unreachable!()
+    };
+    coinbase_address(rpc, &hash).await
+}
+
+#[tokio::test]
+async fn hearth_mines_through_another_hearth_fails_over_to_its_node_and_returns() {
+    let node = common::node(&[]).await;
+    let rpc = node.rpc().unwrap();
+    let (address_a, _) = common::address("P2WPKH");
+    let (address_b, _) = common::address("P2TR");
+    let port = free_port();
+    let journal_a = tempfile::tempdir().unwrap();
+    let journal_b = tempfile::tempdir().unwrap();
+    let config_a = || {
+        common::config_for(
+            &node,
+            &address_a.to_string(),
+            journal_a.path(),
+            &server_section(port),
+        )
+    };
+    let a = Daemon::start(config_a()).await.unwrap();
+    let mut events_a = a.events.subscribe();
+    let config_b = common::config_for(
+        &node,
+        &address_b.to_string(),
+        journal_b.path(),
+        &client_sections(&format!("stratum+tcp://127.0.0.1:{port}"), ""),
+    );
+    let b = Daemon::start(config_b).await.unwrap();
+    let mut events_b = b.events.subscribe();
+
+    // B mines on A's work: A's node takes the blocks, and they pay A.
+    work_source(&mut events_b, "a", Duration::from_secs(30)).await;
+    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &rpc).await;
+    assert_eq!(paid, address_a.to_string());
+
+    // A dies: B goes to its own node at once, and its blocks pay B.
+    a.shutdown().await;
+    work_source(&mut events_b, "node", Duration::from_secs(30)).await;
+    let paid = accepted_from(&mut events_b, "cpu0", &rpc).await;
+    assert_eq!(paid, address_b.to_string());
+
+    // A is back on the same port: B returns to it (reconnect backoff, then 1 s fit).
+    let a = Daemon::start(config_a()).await.unwrap();
+    let mut events_a = a.events.subscribe();
+    work_source(&mut events_b, "a", Duration::from_secs(60)).await;
+    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &rpc).await;
+    assert_eq!(paid, address_a.to_string());
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pool_is_reached_through_a_socks5_proxy_that_resolves_its_name() {
+    let node = common::node(&[]).await;
+    let rpc = node.rpc().unwrap();
+    let (address_a, _) = common::address("P2WSH");
+    let (address_b, _) = common::address("P2WPKH");
+    let port = free_port();
+    let journal_a = tempfile::tempdir().unwrap();
+    let journal_b = tempfile::tempdir().unwrap();
+    let a = Daemon::start(common::config_for(
+        &node,
+        &address_a.to_string(),
+        journal_a.path(),
+        &server_section(port),
+    ))
+    .await
+    .unwrap();
+    let mut events_a = a.events.subscribe();
+    let proxy = common::socks::start().await;
+    // A name only the proxy can resolve, as Tor resolves .onion names.
+    let url = format!("stratum+tcp://hearth-a.test:{port}");
+    let b = Daemon::start(common::config_for(
+        &node,
+        &address_b.to_string(),
+        journal_b.path(),
+        &client_sections(&url, &format!("socks5 = \"{}\"", proxy.addr)),
+    ))
+    .await
+    .unwrap();
+    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &rpc).await;
+    assert_eq!(paid, address_a.to_string());
+    let requests = proxy.requests.lock().unwrap().clone();
+    assert_eq!(requests.first(), Some(&format!("hearth-a.test:{port}")));
+    b.shutdown().await;
+    a.shutdown().await;
+}

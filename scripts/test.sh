@@ -16,11 +16,15 @@ step "toolchain: rustfmt, clippy, thumbv6m-none-eabi"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add thumbv6m-none-eabi >/dev/null
 
-step "Debian packages for the tests: socat (serial-port tests over a PTY)"
-if ! command -v socat >/dev/null; then
+step "Debian packages for the tests: socat (serial-port tests over a PTY), tor (a private Tor network)"
+missing=()
+command -v socat >/dev/null || missing+=(socat)
+{ command -v tor >/dev/null && command -v tor-gencert >/dev/null; } || missing+=(tor)
+if [[ ${#missing[@]} -gt 0 ]]; then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends socat >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 step "bitcoind for the regtest tests (built once per machine, cached in ~/.cache/hearth)"

@@ -73,12 +73,22 @@ pub const SHUTDOWN_SUBMIT_BUDGET: Duration = Duration::from_secs(15);
 impl Daemon {
     /// Check the node and the configuration, replay the journal, and start mining.
     pub async fn start(config: Validated) -> anyhow::Result<Daemon> {
-        let rpc = RpcClient::with_proxy(
-            &config.rpc_url,
-            config.auth.clone(),
-            config.rpc_timeout,
-            config.node_proxy.as_deref(),
-        )?;
+        // Stops the helpers that live as long as the daemon (the SOCKS forwarder below).
+        let cancel = CancellationToken::new();
+        let rpc_url = match &config.node_proxy {
+            Some(proxy) => {
+                let (host, port, path) = crate::node::socks::split_url(&config.rpc_url)
+                    .with_context(|| format!("node.url {:?} has no host:port", config.rpc_url))?;
+                let local =
+                    crate::node::socks::forward(proxy.clone(), host.clone(), port, cancel.clone())
+                        .await
+                        .context("cannot open the loopback port for the node's SOCKS5 route")?;
+                tracing::info!(node = %format!("{host}:{port}"), %proxy, "reaching the node through the SOCKS5 proxy");
+                format!("http://{local}{path}")
+            }
+            None => config.rpc_url.clone(),
+        };
+        let rpc = RpcClient::new(&rpc_url, config.auth.clone(), config.rpc_timeout)?;
         let info = ready::wait_ready(&rpc, config.network, config.startup_timeout).await?;
         tracing::info!(chain = %info.chain, height = info.blocks, node = %config.rpc_url, "node ready");
         if config.network == bitcoin::Network::Signet {
@@ -101,7 +111,6 @@ impl Daemon {
         };
         let stratum_addr = stratum.as_ref().and_then(|s| s.local_addr().ok());
 
-        let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let stop_devices = CancellationToken::new();
         let devices = TaskTracker::new();

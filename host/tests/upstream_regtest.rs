@@ -159,18 +159,96 @@ async fn a_pool_is_reached_through_a_socks5_proxy_that_resolves_its_name() {
     let proxy = common::socks::start().await;
     // A name only the proxy can resolve, as Tor resolves .onion names.
     let url = format!("stratum+tcp://hearth-a.test:{port}");
+    // The node's RPC goes through the proxy too ([proxy] node = true).
     let b = Daemon::start(common::config_for(
         &node,
         &address_b.to_string(),
         journal_b.path(),
-        &client_sections(&url, &format!("socks5 = \"{}\"", proxy.addr)),
+        &(client_sections(&url, "")
+            + &format!("[proxy]\nsocks5 = \"{}\"\nnode = true\n", proxy.addr)),
     ))
     .await
     .unwrap();
     let paid = accepted_from(&mut events_a, "stratum:hearth-b", &rpc).await;
     assert_eq!(paid, address_a.to_string());
     let requests = proxy.requests.lock().unwrap().clone();
-    assert_eq!(requests.first(), Some(&format!("hearth-a.test:{port}")));
+    assert!(
+        requests.contains(&format!("hearth-a.test:{port}")),
+        "{requests:?}"
+    );
+    let node_port = node.rpc_url().rsplit(':').next().unwrap().to_string();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.ends_with(&format!(":{node_port}"))),
+        "the node's RPC did not go through the proxy: {requests:?}"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn miners_on_hearths_port_mine_the_pools_work_and_their_shares_go_up() {
+    let node = common::node(&[]).await;
+    let rpc = node.rpc().unwrap();
+    let (address_a, _) = common::address("P2WPKH");
+    let (address_b, _) = common::address("P2SH");
+    let port = free_port();
+    let journal_a = tempfile::tempdir().unwrap();
+    let journal_b = tempfile::tempdir().unwrap();
+    let a = Daemon::start(common::config_for(
+        &node,
+        &address_a.to_string(),
+        journal_a.path(),
+        &server_section(port),
+    ))
+    .await
+    .unwrap();
+    let mut events_a = a.events.subscribe();
+    // B: no devices of its own, a Stratum port, and A as its only source.
+    let b = Daemon::start(common::config_for(
+        &node,
+        &address_b.to_string(),
+        journal_b.path(),
+        &format!(
+            r#"
+            [stratum]
+            listen = "127.0.0.1:0"
+            start_difficulty = 0.0000001
+            max_difficulty = 0.000001
+            [[pool]]
+            name = "a"
+            url = "127.0.0.1:{port}"
+            user = "hearth-b"
+            [work]
+            order = ["a"]
+            "#
+        ),
+    ))
+    .await
+    .unwrap();
+    let mut events_b = b.events.subscribe();
+    work_source(&mut events_b, "a", Duration::from_secs(30)).await;
+    // A miner on B's port gets A's work: A's 4-byte extranonce2 slot leaves it 2 + 2 bytes.
+    let mut m = common::stratum::Miner::connect(b.stratum_addr.unwrap()).await;
+    m.send(r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#)
+        .await;
+    let r = m.next_is_reply(json!(1)).await;
+    m.take_subscribe(&r);
+    assert_eq!((m.extranonce1.len(), m.extranonce2_size), (2, 2));
+    m.send(r#"{"id":2,"method":"mining.authorize","params":["downstream","x"]}"#)
+        .await;
+    m.reply(json!(2)).await;
+    m.jobs_at_least(1).await;
+    let solved = m.solve(&[0x12, 0x34], 0, 0);
+    let submit = json!({"id": 4, "method": "mining.submit", "params": [
+        "downstream", solved.job_id, "1234",
+        format!("{:08x}", solved.ntime), format!("{:08x}", solved.nonce)]});
+    m.send(&submit.to_string()).await;
+    assert_eq!(m.reply(json!(4)).await["result"], json!(true));
+    // The share went up to A, where it is a block of A's, paying A.
+    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &rpc).await;
+    assert_eq!(paid, address_a.to_string());
     b.shutdown().await;
     a.shutdown().await;
 }

@@ -2,6 +2,7 @@
 
 pub mod ready;
 pub mod rpc;
+pub mod socks;
 pub mod source;
 pub mod zmq;
 

@@ -131,34 +131,15 @@ struct Inner {
 impl RpcClient {
     /// A client for `url` (e.g. `http://127.0.0.1:8332`) with a per-call timeout.
     pub fn new(url: impl Into<String>, auth: Auth, timeout: Duration) -> Result<Self, RpcError> {
-        Self::with_proxy(url, auth, timeout, None)
-    }
-
-    /// A client that reaches the node through a SOCKS5 proxy (`host:port`, e.g. Tor's), which
-    /// also resolves the node's name (`.onion` included).
-    pub fn with_proxy(
-        url: impl Into<String>,
-        auth: Auth,
-        timeout: Duration,
-        socks5: Option<&str>,
-    ) -> Result<Self, RpcError> {
         let url = url.into();
-        let unreachable = |e: reqwest::Error| RpcError::Unreachable {
-            url: url.clone(),
-            reason: e.to_string(),
-        };
-        let mut builder = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(4)
-            // Circuits through Tor take longer to build than a LAN connection.
-            .connect_timeout(Duration::from_secs(if socks5.is_some() { 60 } else { 5 }));
-        if let Some(proxy) = socks5 {
-            builder = builder
-                .proxy(reqwest::Proxy::all(format!("socks5h://{proxy}")).map_err(unreachable)?);
-        }
-        let http = builder.build().map_err(|e| RpcError::Unreachable {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+            .build()
+            .map_err(|e| RpcError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(RpcClient {
             inner: Arc::new(Inner {
                 url,

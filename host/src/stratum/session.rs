@@ -539,7 +539,6 @@ impl Session {
                 "too many shares on one job; wait for the next one".into(),
             ));
         }
-        sent.submissions.insert(key);
         let difficulty = sent.difficulty;
         let target = target_for_difficulty(difficulty)
             .ok_or_else(|| StratumError::Other("no share target".into()))?;
@@ -552,6 +551,14 @@ impl Session {
         };
         let id = self.shared.ids.fetch_add(1, Ordering::Relaxed);
         let judged = judge(&sent.job, &submission, mask, &target, current, id);
+        // Remembered only when it counted: a refused share sent again is refused again, and
+        // costs the sender its invalid-input budget each time.
+        if matches!(
+            judged.judgement,
+            Judgement::Block { .. } | Judgement::Share { .. } | Judgement::Stale
+        ) {
+            sent.submissions.insert(key);
+        }
         let forward = |job| Found {
             device,
             device_name: device_name.clone(),

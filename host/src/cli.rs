@@ -78,15 +78,49 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 hex::encode(validated.payout.as_bytes())
             );
             println!("  devices  {}", validated.config.devices.len());
+            if let Some(stratum) = &validated.stratum {
+                let longest = crate::template::coinbase::longest_coinbase_len(
+                    &validated.payout,
+                    validated.config.payout.tag.as_bytes(),
+                )?;
+                println!(
+                    "  stratum  {} (start difficulty {}, coinbase at most {longest} of {} bytes)",
+                    stratum.listen,
+                    stratum.vardiff.start,
+                    validated
+                        .config
+                        .stratum
+                        .as_ref()
+                        .map_or(0, |s| s.max_coinbase_bytes)
+                );
+            }
+            for pool in &validated.pools {
+                println!(
+                    "  pool     {} at {}:{} as {}{}",
+                    pool.name,
+                    pool.host,
+                    pool.port,
+                    pool.user,
+                    pool.socks5
+                        .as_ref()
+                        .map(|p| format!(" through SOCKS5 {p}"))
+                        .unwrap_or_default()
+                );
+            }
+            if !validated.pools.is_empty() {
+                let order: Vec<&str> = validated
+                    .sources
+                    .iter()
+                    .map(|s| s.map_or("node", |i| validated.pools[i].name.as_str()))
+                    .collect();
+                println!("  work     {}", order.join(", then "));
+            }
             if offline {
                 return Ok(());
             }
             runtime()?.block_on(async move {
-                let rpc = crate::node::RpcClient::new(
-                    &validated.rpc_url,
-                    validated.auth.clone(),
-                    validated.rpc_timeout,
-                )?;
+                let cancel = tokio_util::sync::CancellationToken::new();
+                let rpc = crate::daemon::rpc_client(&validated, &cancel).await?;
                 let info = crate::node::ready::wait_ready(
                     &rpc,
                     validated.network,

@@ -73,22 +73,9 @@ pub const SHUTDOWN_SUBMIT_BUDGET: Duration = Duration::from_secs(15);
 impl Daemon {
     /// Check the node and the configuration, replay the journal, and start mining.
     pub async fn start(config: Validated) -> anyhow::Result<Daemon> {
-        // Stops the helpers that live as long as the daemon (the SOCKS forwarder below).
+        // Stops the helpers that live as long as the daemon (the node's SOCKS route).
         let cancel = CancellationToken::new();
-        let rpc_url = match &config.node_proxy {
-            Some(proxy) => {
-                let (host, port, path) = crate::node::socks::split_url(&config.rpc_url)
-                    .with_context(|| format!("node.url {:?} has no host:port", config.rpc_url))?;
-                let local =
-                    crate::node::socks::forward(proxy.clone(), host.clone(), port, cancel.clone())
-                        .await
-                        .context("cannot open the loopback port for the node's SOCKS5 route")?;
-                tracing::info!(node = %format!("{host}:{port}"), %proxy, "reaching the node through the SOCKS5 proxy");
-                format!("http://{local}{path}")
-            }
-            None => config.rpc_url.clone(),
-        };
-        let rpc = RpcClient::new(&rpc_url, config.auth.clone(), config.rpc_timeout)?;
+        let rpc = rpc_client(&config, &cancel).await?;
         let info = ready::wait_ready(&rpc, config.network, config.startup_timeout).await?;
         tracing::info!(chain = %info.chain, height = info.blocks, node = %config.rpc_url, "node ready");
         if config.network == bitcoin::Network::Signet {
@@ -446,6 +433,32 @@ impl Daemon {
         self.shutdown().await;
         Ok(())
     }
+}
+
+/// The node's RPC client: direct, or through the SOCKS5 proxy (`proxy.node`) by way of a
+/// loopback forwarder that lives until `cancel`.
+pub async fn rpc_client(
+    config: &Validated,
+    cancel: &CancellationToken,
+) -> anyhow::Result<RpcClient> {
+    let url = match &config.node_proxy {
+        Some(proxy) => {
+            let (host, port, path) = crate::node::socks::split_url(&config.rpc_url)
+                .with_context(|| format!("node.url {:?} has no host:port", config.rpc_url))?;
+            let local =
+                crate::node::socks::forward(proxy.clone(), host.clone(), port, cancel.clone())
+                    .await
+                    .context("cannot open the loopback port for the node's SOCKS5 route")?;
+            tracing::info!(node = %format!("{host}:{port}"), %proxy, "reaching the node through the SOCKS5 proxy");
+            format!("http://{local}{path}")
+        }
+        None => config.rpc_url.clone(),
+    };
+    Ok(RpcClient::new(
+        &url,
+        config.auth.clone(),
+        config.rpc_timeout,
+    )?)
 }
 
 /// Finish the result pipeline once the devices have stopped: the share checker (started with

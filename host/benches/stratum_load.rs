@@ -15,11 +15,13 @@
 //! cargo bench -p hearth --bench stratum_load -- --clients 4000 --submit-secs 5
 //! ```
 //!
-//! Options: `--clients N[,N...]` (notify-latency stages; the last is also the number held;
-//! default 2000,8000 and 10,000 held), `--hold N` (connections held at the end, default 10,000
-//! or the largest of `--clients`), `--rounds R` (tip changes per stage, default 5),
-//! `--submitters K` (connections that submit, default 1,000), `--submit-secs S` (default 10),
-//! `--client-threads T` (the load process's runtime threads, default 2), `--quick`.
+//! Options: `--clients N[,N...]` (notify-latency stages, default 2000,8000), `--hold N`
+//! (connections held at the end, default 10,000, at least the largest `--clients`), `--rounds R`
+//! (tip changes per stage, default 5), `--submitters K` (connections that submit, default
+//! 1,000), `--submit-secs S` (default 10), `--ramp N` (connections opened at once, default
+//! 500), `--client-threads T` (the load process's runtime threads, default 2), `--quick`.
+//! `STRATUM_LOAD_WRAP="heaptrack -o /tmp/srv"` runs the server under a profiler. Figures and
+//! their reading: docs/stratum-benchmark.md.
 //!
 //! Latency is wall clock: the server reads `CLOCK_REALTIME` just before it hands the new work
 //! to the Stratum server's watch channel, each miner reads it when it has the whole

@@ -113,8 +113,9 @@ pub enum Event {
     },
 }
 
-/// Shares kept per device for the hash-rate estimate.
-const MAX_RECENT_SHARES: usize = 1024;
+/// The hash-rate estimate's window, and the buckets it is kept in.
+const RECENT_WINDOW: Duration = Duration::from_secs(300);
+const RECENT_BUCKET: Duration = Duration::from_secs(10);
 
 /// Counters for one chip.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -171,16 +172,17 @@ impl DeviceStats {
         if let Some(chip) = chip {
             self.chip(chip).shares += 1;
         }
+        // Work in 10-second buckets over the last five minutes: bounded whatever the share
+        // rate (a Stratum miner at a tiny difficulty sends thousands a second).
         let now = Instant::now();
-        self.recent.push_back((now, hashes));
-        // Bounded whatever the share rate: the estimate then covers the newest shares only.
-        if self.recent.len() > MAX_RECENT_SHARES {
-            self.recent.pop_front();
+        match self.recent.back_mut() {
+            Some((start, work)) if now.duration_since(*start) < RECENT_BUCKET => *work += hashes,
+            _ => self.recent.push_back((now, hashes)),
         }
         while self
             .recent
             .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(300))
+            .is_some_and(|(t, _)| now.duration_since(*t) > RECENT_WINDOW)
         {
             self.recent.pop_front();
         }
@@ -197,15 +199,14 @@ impl DeviceStats {
 
     /// Hash rate estimated from the shares of the last five minutes, hashes per second.
     pub fn hashrate(&self) -> f64 {
-        let (Some(first), Some(last)) = (self.recent.front(), self.recent.back()) else {
+        let Some((first, _)) = self.recent.front() else {
             return 0.0;
         };
-        let span = last.0.duration_since(first.0).as_secs_f64();
-        if span < 1.0 || self.recent.len() < 2 {
+        let span = first.elapsed().as_secs_f64();
+        if span < 1.0 {
             return 0.0;
         }
-        // The first share marks the start of the window; count the work after it.
-        self.recent.iter().skip(1).map(|(_, h)| h).sum::<f64>() / span
+        self.recent.iter().map(|(_, h)| h).sum::<f64>() / span
     }
 }
 

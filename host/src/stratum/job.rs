@@ -127,16 +127,28 @@ impl StratumJob {
     /// again after a difficulty change, which cgminer, cpuminer and NerdQAxe apply only at the
     /// next notify, needs a new id.
     pub fn notify_line(&self, job_id: &str, clean: bool) -> String {
-        let tail = if clean {
+        let mut line = String::with_capacity(NOTIFY_HEAD.len() + job_id.len() + 1024);
+        line.push_str(NOTIFY_HEAD);
+        line.push_str(job_id);
+        line.push_str(self.tail(clean));
+        line
+    }
+
+    /// [`StratumJob::notify_line`] for job id `id` (8 hex digits), appended to `out` without
+    /// building the line first.
+    pub fn write_notify(&self, out: &mut Vec<u8>, id: u32, clean: bool) {
+        use std::io::Write as _;
+        out.extend_from_slice(NOTIFY_HEAD.as_bytes());
+        let _ = write!(out, "{id:08x}");
+        out.extend_from_slice(self.tail(clean).as_bytes());
+    }
+
+    fn tail(&self, clean: bool) -> &str {
+        if clean {
             &self.notify_tail_clean
         } else {
             &self.notify_tail_update
-        };
-        let mut line = String::with_capacity(NOTIFY_HEAD.len() + job_id.len() + tail.len());
-        line.push_str(NOTIFY_HEAD);
-        line.push_str(job_id);
-        line.push_str(tail);
-        line
+        }
     }
 
     /// Bytes of the coinbase a miner assembles (coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2).
@@ -492,6 +504,14 @@ mod tests {
         assert_eq!(p[8], false);
         let clean: serde_json::Value = serde_json::from_str(&job.notify_line("1", true)).unwrap();
         assert_eq!(clean["params"][8], true);
+    }
+
+    #[test]
+    fn a_notify_written_in_place_is_the_line() {
+        let job = bitaxe_job();
+        let mut out = Vec::new();
+        job.write_notify(&mut out, 0x2a, true);
+        assert_eq!(out, job.notify_line("0000002a", true).into_bytes());
     }
 
     #[test]

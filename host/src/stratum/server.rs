@@ -95,7 +95,20 @@ impl Drop for Slot {
 impl StratumServer {
     /// Bind the listening socket (at start-up, so that a port in use is a start-up error).
     pub async fn bind(settings: StratumSettings) -> anyhow::Result<StratumServer> {
-        let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        // A backlog as deep as a farm reconnecting at once (tokio's default, 128, drops
+        // handshakes when hundreds of miners come back after a restart).
+        let backlog = settings.max_connections.clamp(128, 4096) as u32;
+        let listener = (|| {
+            let socket = if settings.listen.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(settings.listen)?;
+            socket.listen(backlog)
+        })()
+        .map_err(|e| {
             anyhow::anyhow!(
                 "stratum.listen = \"{}\": cannot listen there ({e}); choose a free port",
                 settings.listen

@@ -29,8 +29,9 @@ use crate::work::BIP320_MASK;
 
 /// Jobs a session keeps for submissions (older ones answer "job not found").
 const JOBS_KEPT: usize = 8;
-/// Submissions remembered per job for duplicate detection.
-const SUBMISSIONS_KEPT_PER_JOB: usize = 65_536;
+/// Submissions remembered per job for duplicate detection (vardiff keeps a miner near 10 a
+/// minute; a job lives 30 s to a few minutes).
+const SUBMISSIONS_KEPT_PER_JOB: usize = 4096;
 /// Invalid lines and submissions a session may send in a burst before it is dropped...
 const INVALID_BURST: f64 = 100.0;
 /// ...and how many per second it earns back.
@@ -40,8 +41,8 @@ const MAX_NAME: usize = 64;
 
 /// A job as this session got it, with the difficulty its shares are judged at.
 struct SentJob {
-    /// This session's id for it.
-    id: String,
+    /// This session's id for it (sent as 8 hex digits).
+    id: u32,
     job: Arc<StratumJob>,
     difficulty: f64,
     submissions: HashSet<(u64, u32, u32, u32)>,
@@ -117,6 +118,12 @@ impl Session {
         let mut last_line = connected;
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Made once, not on every pass: at a tip change 8,000 sessions wake at once, and
+        // registering a fresh timer and cancellation waiter each time was measurable.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
+        let timeout = tokio::time::sleep_until(connected + settings.handshake_timeout);
+        tokio::pin!(timeout);
         let ending: Ending = loop {
             let ready = self.subscribed && self.device.is_some();
             let deadline = if ready {
@@ -124,13 +131,18 @@ impl Session {
             } else {
                 connected + settings.handshake_timeout
             };
+            if timeout.deadline() != deadline {
+                timeout.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => break "server stopping".into(),
+                _ = &mut cancelled => break "server stopping".into(),
                 line = reader.next_line() => match line {
                     Ok(line) => {
                         last_line = tokio::time::Instant::now();
-                        if let Err(ending) = self.handle_line(&line, &mut jobs).await {
+                        // Boxed: handling a submission keeps a lot of state alive across its
+                        // awaits, and unboxed that would be in every idle session's task.
+                        if let Err(ending) = Box::pin(self.handle_line(&line, &mut jobs)).await {
                             let _ = self.flush(&mut write).await;
                             break ending;
                         }
@@ -166,7 +178,7 @@ impl Session {
                         self.set_difficulty(next);
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut timeout => {
                     break if ready {
                         format!("nothing received for {:?}", settings.idle_timeout)
                     } else {
@@ -194,14 +206,32 @@ impl Session {
         if self.out.is_empty() {
             return Ok(());
         }
-        let timeout = self.shared.settings.write_timeout;
-        let result = tokio::time::timeout(timeout, write.write_all(&self.out)).await;
-        self.out = Vec::new();
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("write error: {e}")),
-            Err(_) => Err(format!("miner took nothing for {timeout:?}")),
+        // Almost always the socket takes it all at once: no timer for that.
+        let mut written = 0;
+        while written < self.out.len() {
+            match write.try_write(&self.out[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("write error: {e}")),
+            }
         }
+        let result = if written < self.out.len() {
+            let timeout = self.shared.settings.write_timeout;
+            match tokio::time::timeout(timeout, write.write_all(&self.out[written..])).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("write error: {e}")),
+                Err(_) => Err(format!("miner took nothing for {timeout:?}")),
+            }
+        } else {
+            Ok(())
+        };
+        // Keep a small buffer for the next message; give a large one back.
+        if self.out.capacity() > 8192 {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+        result
     }
 
     fn send(&mut self, line: &str) {
@@ -451,9 +481,8 @@ impl Session {
     /// Send `job` under a new id of this session's, judged at the current difficulty.
     fn send_job(&mut self, job: Arc<StratumJob>, clean: bool) {
         self.jobs_sent = self.jobs_sent.wrapping_add(1);
-        let id = format!("{:08x}", self.jobs_sent);
-        let line = job.notify_line(&id, clean);
-        self.send(&line);
+        let id = self.jobs_sent;
+        job.write_notify(&mut self.out, id, clean);
         if self.jobs.len() >= JOBS_KEPT {
             self.jobs.pop_front();
         }
@@ -518,7 +547,8 @@ impl Session {
         }
         let tip = jobs.borrow().as_ref().map(|j| j.work.prev_blockhash());
         let mask = self.version_mask;
-        let Some(sent) = self.jobs.iter_mut().find(|s| s.id == submit.job_id) else {
+        let submitted_job = u32::from_str_radix(&submit.job_id, 16).ok();
+        let Some(sent) = self.jobs.iter_mut().find(|s| Some(s.id) == submitted_job) else {
             return Err(StratumError::JobNotFound);
         };
         let mut extranonce = [0u8; EXTRANONCE_SIZE];

@@ -42,6 +42,9 @@ pub struct SourceTiming {
     pub switch_back_after: Duration,
 }
 
+/// How long after start an earlier source is taken as soon as it is fit.
+const STARTUP_GRACE: Duration = Duration::from_secs(10);
+
 /// Which source to mine on. Pure: `fit_since[i]` is when source `i` last became fit (`None`:
 /// unfit now), `active` the one mined on now.
 pub fn choose(
@@ -79,6 +82,7 @@ pub async fn select(
     let mut fit_since: Vec<Option<Instant>> = vec![None; inputs.len()];
     let mut unfit_since: Vec<Option<Instant>> = vec![None; inputs.len()];
     let mut active: Option<usize> = None;
+    let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -105,7 +109,14 @@ pub async fn select(
                 (false, _) => None,
             };
         }
-        let chosen = choose(active, &fit_since, now, timing.switch_back_after);
+        // At start-up the sources come up in whatever order they answer (the node's template
+        // usually before a pool's handshake): take the preferred one as soon as it is fit.
+        let switch_back_after = if now.saturating_duration_since(started) < STARTUP_GRACE {
+            Duration::ZERO
+        } else {
+            timing.switch_back_after
+        };
+        let chosen = choose(active, &fit_since, now, switch_back_after);
         if chosen != active
             && let Some(c) = chosen
         {

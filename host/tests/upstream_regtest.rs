@@ -252,3 +252,125 @@ async fn miners_on_hearths_port_mine_the_pools_work_and_their_shares_go_up() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// How a stand-in pool misbehaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Stub {
+    /// One job, then nothing (shares accepted).
+    Silent,
+    /// Every share refused.
+    Rejecting,
+}
+
+/// A pool that handshakes like any other and then misbehaves; counts the shares it refused.
+async fn stub_pool(
+    behaviour: Stub,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let notify = json!({"id": null, "method": "mining.notify", "params": [
+                    "1", "11".repeat(32),
+                    "02000000010000000000000000000000000000000000000000000000000000000000000000ffffffff0d03a0860108",
+                    "0000000001000000000000000016001400000000000000000000000000000000000000000000000000",
+                    [], "20000000", "207fffff", format!("{now:08x}"), true]});
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let request: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let id = request["id"].clone();
+                    let reply = match request["method"].as_str().unwrap_or("") {
+                        "mining.configure" => {
+                            json!({"id": id, "result": {"version-rolling": true, "version-rolling.mask": "1fffe000"}, "error": null})
+                        }
+                        "mining.subscribe" => {
+                            json!({"id": id, "result": [[["mining.notify", "1"]], "01020304", 4], "error": null})
+                        }
+                        "mining.authorize" => json!({"id": id, "result": true, "error": null}),
+                        "mining.submit" if behaviour == Stub::Rejecting => {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            json!({"id": id, "result": null, "error": [23, "Low difficulty share", null]})
+                        }
+                        _ => json!({"id": id, "result": true, "error": null}),
+                    };
+                    let mut out = format!("{reply}\n");
+                    if request["method"] == "mining.authorize" {
+                        out += &format!(
+                            "{}\n{notify}\n",
+                            json!({"id": null, "method": "mining.set_difficulty", "params": [0.0000001]})
+                        );
+                    }
+                    if write.write_all(out.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, refused)
+}
+
+async fn a_pool_that(behaviour: Stub, extra: &str) {
+    let node = common::node(&[]).await;
+    let rpc = node.rpc().unwrap();
+    let (address, _) = common::address("P2WPKH");
+    let journal = tempfile::tempdir().unwrap();
+    let (pool, refused) = stub_pool(behaviour).await;
+    let b = Daemon::start(common::config_for(
+        &node,
+        &address.to_string(),
+        journal.path(),
+        &format!(
+            r#"
+            [[device]]
+            kind = "cpu"
+            threads = 1
+            share_bits = 16
+            [[pool]]
+            name = "bad"
+            url = "{pool}"
+            user = "hearth-b"
+            {extra}
+            [work]
+            order = ["bad", "node"]
+            failover_secs = 1
+            switch_back_secs = 3600
+            "#
+        ),
+    ))
+    .await
+    .unwrap();
+    let mut events = b.events.subscribe();
+    // It starts on the node (the pool is not up yet), moves to the pool, then leaves it.
+    work_source(&mut events, "bad", Duration::from_secs(30)).await;
+    work_source(&mut events, "node", Duration::from_secs(30)).await;
+    let paid = accepted_from(&mut events, "cpu0", &rpc).await;
+    assert_eq!(paid, address.to_string());
+    if behaviour == Stub::Rejecting {
+        assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_pool_is_left_for_the_node() {
+    a_pool_that(Stub::Silent, "silent_secs = 2").await;
+}
+
+#[tokio::test]
+async fn a_pool_that_rejects_every_share_is_left_for_the_node() {
+    a_pool_that(Stub::Rejecting, "reject_limit = 3\nsilent_secs = 3600").await;
+}

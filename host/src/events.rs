@@ -222,33 +222,32 @@ struct Devices {
     by_name: HashMap<String, usize>,
 }
 
-impl Stats {
-    /// Register a device; returns its index.
-    pub fn add_device(&self, name: &str) -> usize {
-        let mut all = self.lock();
-        all.list.push(DeviceStats {
+impl Devices {
+    fn add(&mut self, name: &str) -> usize {
+        self.list.push(DeviceStats {
             name: name.to_string(),
             ..DeviceStats::default()
         });
-        let index = all.list.len() - 1;
-        all.by_name.insert(name.to_string(), index);
+        let index = self.list.len() - 1;
+        self.by_name.insert(name.to_string(), index);
         index
+    }
+}
+
+impl Stats {
+    /// Register a device; returns its index.
+    pub fn add_device(&self, name: &str) -> usize {
+        self.lock().add(name)
     }
 
     /// The device called `name`, registered on first use (Stratum miners reconnecting under
     /// the same worker name keep their counters).
     pub fn device_named(&self, name: &str) -> usize {
         let mut all = self.lock();
-        if let Some(index) = all.by_name.get(name) {
-            return *index;
+        match all.by_name.get(name) {
+            Some(index) => *index,
+            None => all.add(name),
         }
-        all.list.push(DeviceStats {
-            name: name.to_string(),
-            ..DeviceStats::default()
-        });
-        let index = all.list.len() - 1;
-        all.by_name.insert(name.to_string(), index);
-        index
     }
 
     /// Devices registered so far.

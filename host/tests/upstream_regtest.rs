@@ -12,20 +12,6 @@ use hearth::daemon::Daemon;
 use hearth::events::Event;
 use serde_json::json;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn server_section(port: u16) -> String {
-    format!(
-        "[stratum]\nlisten = \"127.0.0.1:{port}\"\nstart_difficulty = 0.0000001\nmax_difficulty = 0.000001\n"
-    )
-}
-
 /// B: one CPU thread, pool A first, then its own node.
 fn client_sections(pool_url: &str, extra: &str) -> String {
     format!(
@@ -47,15 +33,6 @@ fn client_sections(pool_url: &str, extra: &str) -> String {
     )
 }
 
-/// The address a block's coinbase pays.
-async fn coinbase_address(rpc: &hearth::node::RpcClient, hash: &bitcoin::BlockHash) -> String {
-    let block = common::call(rpc, "getblock", json!([hash.to_string(), 2])).await;
-    block["tx"][0]["vout"][0]["scriptPubKey"]["address"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn work_source(
     events: &mut tokio::sync::broadcast::Receiver<Event>,
     source: &str,
@@ -70,113 +47,72 @@ async fn work_source(
     .await;
 }
 
-/// A block accepted by `daemon`'s node from `device`, and the address it pays.
+/// A block accepted from `device`, within a minute, and the address it pays.
 async fn accepted_from(
     events: &mut tokio::sync::broadcast::Receiver<Event>,
     device: &str,
     rpc: &hearth::node::RpcClient,
 ) -> String {
-    let e = common::wait_event(
-        events,
-        Duration::from_secs(60),
-        &format!("a block from {device}"),
-        |e| matches!(e, Event::BlockAccepted { device: d, .. } if d == device),
-    )
-    .await;
-    let Event::BlockAccepted { hash, .. } = e else {
-        unreachable!()
-    };
-    coinbase_address(rpc, &hash).await
+    common::accepted_from(events, device, rpc, Duration::from_secs(60)).await
 }
 
 #[tokio::test]
 async fn hearth_mines_through_another_hearth_fails_over_to_its_node_and_returns() {
-    let node = common::node(&[]).await;
-    let rpc = node.rpc().unwrap();
-    let (address_a, _) = common::address("P2WPKH");
-    let (address_b, _) = common::address("P2TR");
-    let port = free_port();
-    let journal_a = tempfile::tempdir().unwrap();
-    let journal_b = tempfile::tempdir().unwrap();
-    let config_a = || {
-        common::config_for(
-            &node,
-            &address_a.to_string(),
-            journal_a.path(),
-            &server_section(port),
-        )
-    };
-    let a = Daemon::start(config_a()).await.unwrap();
+    let h = common::TwoHearths::new("P2WPKH", "P2TR").await;
+    let a = h.start_a().await;
     let mut events_a = a.events.subscribe();
-    let config_b = common::config_for(
-        &node,
-        &address_b.to_string(),
-        journal_b.path(),
-        &client_sections(&format!("stratum+tcp://127.0.0.1:{port}"), ""),
-    );
-    let b = Daemon::start(config_b).await.unwrap();
+    let b = h
+        .start_b(&client_sections(
+            &format!("stratum+tcp://127.0.0.1:{}", h.port),
+            "",
+        ))
+        .await;
     let mut events_b = b.events.subscribe();
 
     // B mines on A's work: A's node takes the blocks, and they pay A.
     work_source(&mut events_b, "a", Duration::from_secs(30)).await;
-    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &rpc).await;
-    assert_eq!(paid, address_a.to_string());
+    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &h.rpc).await;
+    assert_eq!(paid, h.address_a.to_string());
 
     // A dies: B goes to its own node at once, and its blocks pay B.
     a.shutdown().await;
     work_source(&mut events_b, "node", Duration::from_secs(30)).await;
-    let paid = accepted_from(&mut events_b, "cpu0", &rpc).await;
-    assert_eq!(paid, address_b.to_string());
+    let paid = accepted_from(&mut events_b, "cpu0", &h.rpc).await;
+    assert_eq!(paid, h.address_b.to_string());
 
     // A is back on the same port: B returns to it (reconnect backoff, then 1 s fit).
-    let a = Daemon::start(config_a()).await.unwrap();
+    let a = h.start_a().await;
     let mut events_a = a.events.subscribe();
     work_source(&mut events_b, "a", Duration::from_secs(60)).await;
-    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &rpc).await;
-    assert_eq!(paid, address_a.to_string());
+    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &h.rpc).await;
+    assert_eq!(paid, h.address_a.to_string());
     b.shutdown().await;
     a.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_pool_is_reached_through_a_socks5_proxy_that_resolves_its_name() {
-    let node = common::node(&[]).await;
-    let rpc = node.rpc().unwrap();
-    let (address_a, _) = common::address("P2WSH");
-    let (address_b, _) = common::address("P2WPKH");
-    let port = free_port();
-    let journal_a = tempfile::tempdir().unwrap();
-    let journal_b = tempfile::tempdir().unwrap();
-    let a = Daemon::start(common::config_for(
-        &node,
-        &address_a.to_string(),
-        journal_a.path(),
-        &server_section(port),
-    ))
-    .await
-    .unwrap();
+    let h = common::TwoHearths::new("P2WSH", "P2WPKH").await;
+    let a = h.start_a().await;
     let mut events_a = a.events.subscribe();
     let proxy = common::socks::start().await;
-    // A name only the proxy can resolve, as Tor resolves .onion names.
-    let url = format!("stratum+tcp://hearth-a.test:{port}");
-    // The node's RPC goes through the proxy too ([proxy] node = true).
-    let b = Daemon::start(common::config_for(
-        &node,
-        &address_b.to_string(),
-        journal_b.path(),
-        &(client_sections(&url, "")
-            + &format!("[proxy]\nsocks5 = \"{}\"\nnode = true\n", proxy.addr)),
-    ))
-    .await
-    .unwrap();
-    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &rpc).await;
-    assert_eq!(paid, address_a.to_string());
+    // A name only the proxy can resolve, as Tor resolves .onion names; the node's RPC goes
+    // through the proxy too ([proxy] node = true).
+    let url = format!("stratum+tcp://hearth-a.test:{}", h.port);
+    let b = h
+        .start_b(
+            &(client_sections(&url, "")
+                + &format!("[proxy]\nsocks5 = \"{}\"\nnode = true\n", proxy.addr)),
+        )
+        .await;
+    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &h.rpc).await;
+    assert_eq!(paid, h.address_a.to_string());
     let requests = proxy.requests.lock().unwrap().clone();
     assert!(
-        requests.contains(&format!("hearth-a.test:{port}")),
+        requests.contains(&format!("hearth-a.test:{}", h.port)),
         "{requests:?}"
     );
-    let node_port = node.rpc_url().rsplit(':').next().unwrap().to_string();
+    let node_port = h.node.rpc_url().rsplit(':').next().unwrap().to_string();
     assert!(
         requests
             .iter()
@@ -189,28 +125,12 @@ async fn a_pool_is_reached_through_a_socks5_proxy_that_resolves_its_name() {
 
 #[tokio::test]
 async fn miners_on_hearths_port_mine_the_pools_work_and_their_shares_go_up() {
-    let node = common::node(&[]).await;
-    let rpc = node.rpc().unwrap();
-    let (address_a, _) = common::address("P2WPKH");
-    let (address_b, _) = common::address("P2SH");
-    let port = free_port();
-    let journal_a = tempfile::tempdir().unwrap();
-    let journal_b = tempfile::tempdir().unwrap();
-    let a = Daemon::start(common::config_for(
-        &node,
-        &address_a.to_string(),
-        journal_a.path(),
-        &server_section(port),
-    ))
-    .await
-    .unwrap();
+    let h = common::TwoHearths::new("P2WPKH", "P2SH").await;
+    let a = h.start_a().await;
     let mut events_a = a.events.subscribe();
     // B: no devices of its own, a Stratum port, and A as its only source.
-    let b = Daemon::start(common::config_for(
-        &node,
-        &address_b.to_string(),
-        journal_b.path(),
-        &format!(
+    let b = h
+        .start_b(&format!(
             r#"
             [stratum]
             listen = "127.0.0.1:0"
@@ -222,11 +142,10 @@ async fn miners_on_hearths_port_mine_the_pools_work_and_their_shares_go_up() {
             user = "hearth-b"
             [work]
             order = ["a"]
-            "#
-        ),
-    ))
-    .await
-    .unwrap();
+            "#,
+            port = h.port
+        ))
+        .await;
     let mut events_b = b.events.subscribe();
     work_source(&mut events_b, "a", Duration::from_secs(30)).await;
     // A miner on B's port gets A's work: A's 4-byte extranonce2 slot leaves it 2 + 2 bytes.
@@ -247,8 +166,8 @@ async fn miners_on_hearths_port_mine_the_pools_work_and_their_shares_go_up() {
     m.send(&submit.to_string()).await;
     assert_eq!(m.reply(json!(4)).await["result"], json!(true));
     // The share went up to A, where it is a block of A's, paying A.
-    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &rpc).await;
-    assert_eq!(paid, address_a.to_string());
+    let paid = accepted_from(&mut events_a, "stratum:hearth-b", &h.rpc).await;
+    assert_eq!(paid, h.address_a.to_string());
     b.shutdown().await;
     a.shutdown().await;
 }

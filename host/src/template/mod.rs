@@ -17,6 +17,40 @@ pub(crate) mod tests {
     use super::coinbase::{CoinbaseError, witness_commitment_script};
     use super::*;
 
+    /// The Bitaxe Gamma share for mainnet height 901,936 (docs/bm13xx-vectors.md §5.3, from
+    /// mujina's test_data.rs): the pool's coinbase halves around extranonce1 `4128064f` and
+    /// extranonce2 `17000000`, and the coinbase's twelve-hash merkle branch.
+    pub(crate) mod bitaxe {
+        pub(crate) const COINB1: &str = "02000000010000000000000000000000000000000000000000000000000000000000000000ffffffff170330c30d5075626c69632d506f6f6c";
+        pub(crate) const COINB2: &str = "ffffffff02e5b5c61200000000220020984a77c289084ff2d434c316bdada021c6c183d507c8a20d3b159b09ac02fe280000000000000000266a24aa21a9edb98ee50410ed4abd48401ed484fc874409d086a3faf0816136a8ad6168314c5800000000";
+        pub(crate) const BRANCH: [&str; 12] = [
+            "21af451ddb51e887ff1feb5592b87290098565035eb8500031aedcc776d4e72a",
+            "c5af269519c809a9546d5a58ca6445d3dbb80cb7045448ecc48309af034da8f8",
+            "fb9f8f9959f6bb0ceb63fa53aed1d5a615c6b6d3f50a468ea89a45a1234bda74",
+            "a4f4fee8e5fc19ca8d93e67b9236c37ddb864982010434745c0abfe9b914980c",
+            "33092206642744fbe5499c3e621cd5c6b52733e54fbebd869f070082b807f740",
+            "3b857e32c5cff4864efab967b9a456ca03b2167ab96bd9076ce294c8a67a7fe2",
+            "881a07cd881d0c3e590b4b090ea8d58e1439dc56c63686f7de23c47045441e30",
+            "315e4dbcc8e7b1c9d594a73978268791880dddb2c26eec8e75768668dad99d80",
+            "69952b77c632be16b1ac7ac7048f13d4e962b2e215d79a343f01e6e281d7c304",
+            "fc63eb4392c4d6c6d689788875fca35143fdcd4f4a82e8698e0e441751a70b4a",
+            "09e419bbe20aa3a7640f1b91f50599ceddff899e90d3f18951ad5418c4850a6b",
+            "004978aa346b4f1880bcadb3ca3792d771ee6aeca427f61e74baba44b75cfb88",
+        ];
+        /// The branch as merkle nodes.
+        pub(crate) fn branch() -> Vec<bitcoin::TxMerkleNode> {
+            use bitcoin::hashes::Hash as _;
+            BRANCH
+                .iter()
+                .map(|b| {
+                    bitcoin::TxMerkleNode::from_byte_array(
+                        hex::decode(b).unwrap().try_into().unwrap(),
+                    )
+                })
+                .collect()
+        }
+    }
+
     /// A GBT reply shaped like Bitcoin Core's (regtest, one transaction).
     pub(crate) fn sample_gbt(height: u32) -> serde_json::Value {
         let tx = "0200000001aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa0000000000ffffffff01e803000000000000160014751e76e8199196d454941c45d1b3a323f1433bd600000000";

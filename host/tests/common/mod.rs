@@ -337,3 +337,101 @@ pub async fn solved_block(rpc: &RpcClient) -> (String, u32, bitcoin::BlockHash) 
         hash,
     )
 }
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `[stratum]` section on loopback `port`, with regtest-sized difficulties (test miners find
+/// shares in milliseconds; real firmwares' suggestions are held to the maximum).
+pub fn stratum_section(port: u16) -> String {
+    format!(
+        "[stratum]\nlisten = \"127.0.0.1:{port}\"\nstart_difficulty = 0.0000001\nmax_difficulty = 0.000001\n"
+    )
+}
+
+/// The address a block's coinbase pays.
+pub async fn coinbase_address(rpc: &RpcClient, hash: &bitcoin::BlockHash) -> String {
+    let block = call(rpc, "getblock", json!([hash.to_string(), 2])).await;
+    block["tx"][0]["vout"][0]["scriptPubKey"]["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The next block the node accepted from `device` (within `timeout`), and the address it pays.
+pub async fn accepted_from(
+    events: &mut tokio::sync::broadcast::Receiver<hearth::events::Event>,
+    device: &str,
+    rpc: &RpcClient,
+    timeout: Duration,
+) -> String {
+    use hearth::events::Event;
+    let e = wait_event(
+        events,
+        timeout,
+        &format!("a block from {device}"),
+        |e| matches!(e, Event::BlockAccepted { device: d, .. } if d == device),
+    )
+    .await;
+    let Event::BlockAccepted { hash, .. } = e else {
+        unreachable!()
+    };
+    coinbase_address(rpc, &hash).await
+}
+
+/// Two daemons on one regtest node: A serves Stratum on a fixed loopback port (so that it can
+/// be restarted there) and pays `address_a`; B, configured by each test, pays `address_b`.
+pub struct TwoHearths {
+    pub node: RegtestNode,
+    pub rpc: RpcClient,
+    pub address_a: Address,
+    pub address_b: Address,
+    pub port: u16,
+    journal_a: tempfile::TempDir,
+    journal_b: tempfile::TempDir,
+}
+
+impl TwoHearths {
+    pub async fn new(kind_a: &str, kind_b: &str) -> TwoHearths {
+        let node = node(&[]).await;
+        TwoHearths {
+            rpc: node.rpc().unwrap(),
+            node,
+            address_a: address(kind_a).0,
+            address_b: address(kind_b).0,
+            port: free_port(),
+            journal_a: tempfile::tempdir().unwrap(),
+            journal_b: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Start A (again).
+    pub async fn start_a(&self) -> hearth::daemon::Daemon {
+        hearth::daemon::Daemon::start(config_for(
+            &self.node,
+            &self.address_a.to_string(),
+            self.journal_a.path(),
+            &stratum_section(self.port),
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// Start B with these sections (devices, pools, work order, proxy...).
+    pub async fn start_b(&self, sections: &str) -> hearth::daemon::Daemon {
+        hearth::daemon::Daemon::start(config_for(
+            &self.node,
+            &self.address_b.to_string(),
+            self.journal_b.path(),
+            sections,
+        ))
+        .await
+        .unwrap()
+    }
+}

@@ -250,6 +250,24 @@ impl Stats {
         }
     }
 
+    /// [`Stats::device_named`], but once `limit` devices exist a new name is counted under
+    /// `overflow` instead (so that miners connecting under ever new worker names cannot grow
+    /// the list without end). Returns the index and the name used.
+    pub fn device_named_within(&self, name: &str, limit: usize, overflow: &str) -> (usize, String) {
+        let mut all = self.lock();
+        if let Some(index) = all.by_name.get(name) {
+            return (*index, name.to_string());
+        }
+        if all.list.len() < limit {
+            return (all.add(name), name.to_string());
+        }
+        let index = match all.by_name.get(overflow) {
+            Some(index) => *index,
+            None => all.add(overflow),
+        };
+        (index, overflow.to_string())
+    }
+
     /// Devices registered so far.
     pub fn device_count(&self) -> usize {
         self.lock().list.len()
@@ -273,5 +291,33 @@ impl Stats {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_worker_names_past_the_limit_share_one_entry() {
+        let stats = Stats::default();
+        let (a, name) = stats.device_named_within("stratum:a", 2, "stratum:other");
+        assert_eq!((a, name.as_str()), (0, "stratum:a"));
+        assert_eq!(
+            stats.device_named_within("stratum:b", 2, "stratum:other").0,
+            1
+        );
+        // Known names keep their entry; new ones go to the overflow entry.
+        assert_eq!(
+            stats.device_named_within("stratum:a", 2, "stratum:other").0,
+            0
+        );
+        let (c, name) = stats.device_named_within("stratum:c", 2, "stratum:other");
+        assert_eq!((c, name.as_str()), (2, "stratum:other"));
+        assert_eq!(
+            stats.device_named_within("stratum:d", 2, "stratum:other").0,
+            2
+        );
+        assert_eq!(stats.device_count(), 3);
     }
 }

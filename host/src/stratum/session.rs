@@ -312,8 +312,14 @@ impl Session {
                     self.suggest(d);
                 }
                 if self.device.is_none() {
-                    let name = format!("stratum:{}", printable(user));
-                    let index = self.shared.stats.device_named(&name);
+                    // Counters per worker name, but not without end: a flood of connections
+                    // under ever new names is counted together.
+                    let limit = self.shared.settings.max_connections.saturating_mul(2);
+                    let (index, name) = self.shared.stats.device_named_within(
+                        &format!("stratum:{}", printable(user)),
+                        limit,
+                        "stratum:(too many worker names)",
+                    );
                     tracing::info!(device = %name, peer = %self.peer, agent = %self.agent, "stratum miner authorized");
                     let _ = self.shared.events.send(Event::DeviceUp {
                         device: name.clone(),

@@ -480,13 +480,7 @@ pub fn pool_work(
     let stratum_prev: [u8; 32] = hex_bytes(1, "prevhash")?
         .try_into()
         .map_err(|_| bad("prevhash"))?;
-    let mut prev = [0u8; 32];
-    for (i, word) in stratum_prev.chunks(4).enumerate() {
-        for (j, b) in word.iter().rev().enumerate() {
-            prev[i * 4 + j] = *b;
-        }
-    }
-    let prev = BlockHash::from_byte_array(prev);
+    let prev = BlockHash::from_byte_array(super::job::swap_words(stratum_prev));
     let coinb1 = hex_bytes(2, "coinb1")?;
     let coinb2 = hex_bytes(3, "coinb2")?;
     let branch = p[4]

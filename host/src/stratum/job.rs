@@ -48,19 +48,15 @@ pub struct StratumJob {
     pub version: i32,
     /// Version bits this job lets miners roll (before each session's own granted mask).
     pub rollable: u32,
-    /// Header time announced.
-    pub ntime: u32,
     /// Whether miners must drop older jobs (a new tip).
     pub clean: bool,
     /// The `mining.notify` line after its job id, with `clean_jobs = true` (a new tip, or a
-    /// miner's first job). Job ids are per session (see [`StratumJob::notify_line`]), so the
+    /// miner's first job). Job ids are per session (see [`StratumJob::write_notify`]), so the
     /// rest of the line is serialised once for every session.
     notify_tail_clean: Arc<str>,
     /// The same with `clean_jobs = false` (a fee refresh, or the job again after a difficulty
     /// change).
     notify_tail_update: Arc<str>,
-    /// When it was cut.
-    pub created: Instant,
 }
 
 /// How every `mining.notify` line starts, up to the job id (serde_json writes keys sorted).
@@ -69,11 +65,16 @@ const NOTIFY_HEAD: &str = r#"{"id":null,"method":"mining.notify","params":[""#;
 /// The `mining.notify` previous-hash field: the header's 32 bytes with each 4-byte word
 /// byte-swapped (the historical Stratum V1 form every client undoes).
 pub fn stratum_prevhash(hash: &BlockHash) -> String {
-    let mut bytes = hash.to_byte_array();
+    hex::encode(swap_words(hash.to_byte_array()))
+}
+
+/// Each 4-byte word byte-swapped: header order to Stratum's previous-hash order, and back
+/// (the swap is its own inverse).
+pub fn swap_words(mut bytes: [u8; 32]) -> [u8; 32] {
     for word in bytes.chunks_mut(4) {
         word.reverse();
     }
-    hex::encode(bytes)
+    bytes
 }
 
 impl StratumJob {
@@ -111,31 +112,19 @@ impl StratumJob {
             notify_tail_update: notify_tail(false),
             rollable: work.rollable_version_bits(),
             version,
-            ntime,
             clean,
-            created: Instant::now(),
             work,
         }
     }
 
-    /// The `mining.notify` line for this job under a session's job id, with `clean_jobs`
-    /// (true for a new tip and for a miner's first job; false for a fee refresh and for the
-    /// job sent again after a difficulty change).
+    /// Append the `mining.notify` line for this job under a session's job id `id` (8 hex
+    /// digits) to `out`, with `clean_jobs` (true for a new tip and for a miner's first job;
+    /// false for a fee refresh and for the job sent again after a difficulty change).
     ///
     /// Job ids are per session and never reused, because miners build new work only when the
     /// id changes (ESP-Miner ignores a repeated id, cpuminer keeps its work): the same job sent
     /// again after a difficulty change, which cgminer, cpuminer and NerdQAxe apply only at the
     /// next notify, needs a new id.
-    pub fn notify_line(&self, job_id: &str, clean: bool) -> String {
-        let mut line = String::with_capacity(NOTIFY_HEAD.len() + job_id.len() + 1024);
-        line.push_str(NOTIFY_HEAD);
-        line.push_str(job_id);
-        line.push_str(self.tail(clean));
-        line
-    }
-
-    /// [`StratumJob::notify_line`] for job id `id` (8 hex digits), appended to `out` without
-    /// building the line first.
     pub fn write_notify(&self, out: &mut Vec<u8>, id: u32, clean: bool) {
         use std::io::Write as _;
         out.extend_from_slice(NOTIFY_HEAD.as_bytes());
@@ -149,11 +138,6 @@ impl StratumJob {
         } else {
             &self.notify_tail_update
         }
-    }
-
-    /// Bytes of the coinbase a miner assembles (coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2).
-    pub fn coinbase_len(&self) -> usize {
-        self.work.coinbase.prefix.len() + self.work.extranonce_len + self.work.coinbase.suffix.len()
     }
 }
 
@@ -463,7 +447,7 @@ mod tests {
     #[test]
     fn notify_lines_carry_the_session_job_id_and_the_stratum_fields() {
         let job = bitaxe_job();
-        let line = job.notify_line("0000002a", false);
+        let line = notify_line(&job, 0x2a, false);
         assert!(line.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["method"], "mining.notify");
@@ -484,16 +468,14 @@ mod tests {
         assert_eq!(p[6], "17023a04");
         assert_eq!(p[7], "685468d7");
         assert_eq!(p[8], false);
-        let clean: serde_json::Value = serde_json::from_str(&job.notify_line("1", true)).unwrap();
+        let clean: serde_json::Value = serde_json::from_str(&notify_line(&job, 1, true)).unwrap();
         assert_eq!(clean["params"][8], true);
     }
 
-    #[test]
-    fn a_notify_written_in_place_is_the_line() {
-        let job = bitaxe_job();
+    fn notify_line(job: &StratumJob, id: u32, clean: bool) -> String {
         let mut out = Vec::new();
-        job.write_notify(&mut out, 0x2a, true);
-        assert_eq!(out, job.notify_line("0000002a", true).into_bytes());
+        job.write_notify(&mut out, id, clean);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

@@ -1,0 +1,292 @@
+"""Builds the .kicad_pcb from the schematic's own netlist, the way "Update PCB from
+Schematic" does, then places, routes and pours it. Needs KiCad 9's `pcbnew` Python module
+(Debian's python3; scripts/kicad.sh installs it).
+
+Starting from the kicad-cli netlist means references, values, footprints, symbol paths and
+net names match the schematic by construction, which DRC's schematic parity check confirms.
+"""
+
+import math
+import os
+import xml.etree.ElementTree as ET
+
+import pcbnew
+
+from .route import BLOCKED, Router, RouteError
+
+KICAD_FOOTPRINTS = "/usr/share/kicad/footprints"
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT_LIB = os.path.join(os.path.dirname(HERE), "lib", "hearth.pretty")
+
+
+def read_netlist(path):
+    root = ET.parse(path).getroot()
+    comps = {}
+    for c in root.iter("comp"):
+        ref = c.get("ref")
+        fields = {f.get("name"): (f.text or "") for f in c.iter("field")}
+        sheet = c.find("sheetpath").get("tstamps")
+        comps[ref] = {
+            "value": c.findtext("value"),
+            "footprint": c.findtext("footprint"),
+            "path": sheet + c.findtext("tstamps"),
+            "fields": fields,
+        }
+    nets = {}
+    for n in root.iter("net"):
+        nets[n.get("name")] = [(node.get("ref"), node.get("pin")) for node in n.iter("node")]
+    return comps, nets
+
+
+def load_footprint(lib_id):
+    lib, name = lib_id.split(":", 1)
+    directory = PROJECT_LIB if lib == "hearth" else os.path.join(KICAD_FOOTPRINTS, lib + ".pretty")
+    fp = pcbnew.FootprintLoad(directory, name)
+    if fp is None:
+        raise FileNotFoundError(f"footprint {lib_id} not found in {directory}")
+    fp.SetFPID(pcbnew.LIB_ID(lib, name))
+    return fp
+
+
+def mm(v):
+    return pcbnew.FromMM(v)
+
+
+def pt(x, y):
+    return pcbnew.VECTOR2I(mm(x), mm(y))
+
+
+def build_board(design, layout, netlist_path, pcb_path, write_rules):
+    comps, nets = read_netlist(netlist_path)
+    board = pcbnew.BOARD()
+    board.SetCopperLayerCount(2)
+    net_items = {}
+    for name in sorted(nets):
+        ni = pcbnew.NETINFO_ITEM(board, name)
+        board.Add(ni)
+        net_items[name] = ni
+    pin_net = {(ref, pin): name for name, nodes in nets.items() for ref, pin in nodes}
+
+    parts = {p.ref: p for p in design.parts}
+    footprints = {}
+    for ref in sorted(comps):
+        c = comps[ref]
+        part = parts[ref]
+        if part.at is None:
+            raise ValueError(f"{ref} has no PCB position in the design")
+        fp = load_footprint(c["footprint"])
+        board.Add(fp)
+        fp.SetReference(ref)
+        fp.SetValue(c["value"])
+        fp.SetPath(pcbnew.KIID_PATH(c["path"]))
+        fp.SetSheetfile(os.path.basename(pcb_path).replace(".kicad_pcb", ".kicad_sch"))
+        fp.SetSheetname("")
+        x, y, rot = part.at[:3]
+        fp.SetPosition(pt(x, y))
+        fp.SetOrientationDegrees(rot)
+        if len(part.at) > 3 and part.at[3] == "B":
+            fp.Flip(fp.GetPosition(), pcbnew.FLIP_DIRECTION_LEFT_RIGHT)
+        for pad in fp.Pads():
+            name = pin_net.get((ref, pad.GetNumber()))
+            if name is not None:
+                pad.SetNet(net_items[name])
+        footprints[ref] = fp
+
+    # Mounting holes: board-only footprints, outside the schematic.
+    for i, (x, y) in enumerate(layout.holes, 1):
+        fp = load_footprint("MountingHole:MountingHole_3.2mm_M3")
+        board.Add(fp)
+        fp.SetReference(f"H{i}")
+        fp.SetValue("M3")
+        fp.SetBoardOnly(True)
+        fp.SetExcludedFromBOM(True)
+        fp.SetExcludedFromPosFiles(True)
+        fp.SetPosition(pt(x, y))
+
+    # Outline.
+    w, h = layout.size
+    corners = [(0, 0), (w, 0), (w, h), (0, h)]
+    for a, b in zip(corners, corners[1:] + corners[:1]):
+        seg = pcbnew.PCB_SHAPE(board)
+        seg.SetShape(pcbnew.SHAPE_T_SEGMENT)
+        seg.SetStart(pt(*a))
+        seg.SetEnd(pt(*b))
+        seg.SetLayer(pcbnew.Edge_Cuts)
+        seg.SetWidth(mm(0.1))
+        board.Add(seg)
+
+    route(board, layout, footprints, net_items)
+
+    for zone_spec in layout.zones:
+        add_zone(board, net_items[zone_spec["net"]], zone_spec, layout)
+
+    for text, (x, y), size in layout.texts:
+        t = pcbnew.PCB_TEXT(board)
+        t.SetText(text)
+        t.SetPosition(pt(x, y))
+        t.SetLayer(pcbnew.F_SilkS)
+        t.SetTextSize(pcbnew.VECTOR2I(mm(size), mm(size)))
+        t.SetTextThickness(mm(size * 0.15))
+        t.SetHorizJustify(pcbnew.GR_TEXT_H_ALIGN_LEFT)
+        board.Add(t)
+
+    pcbnew.SaveBoard(pcb_path, board)
+    if layout.zones:
+        # The zone filler needs a board as loaded from a file (connectivity, project
+        # settings); filling the board built above crashes KiCad 9.0.8.
+        write_rules()
+        board = pcbnew.LoadBoard(pcb_path)
+        ds = board.GetDesignSettings()
+        # The filler keeps the board's own minimums; the same values as the project file.
+        ds.m_MinClearance = mm(layout.clearance)
+        ds.m_HoleClearance = mm(0.25)
+        ds.m_CopperEdgeClearance = mm(layout.edge_clearance)
+        ds.m_HoleToHoleMin = mm(0.5)
+        board.BuildConnectivity()
+        pcbnew.ZONE_FILLER(board).Fill(board.Zones())
+        pcbnew.SaveBoard(pcb_path, board)
+
+
+def add_zone(board, net, spec, layout):
+    zone = pcbnew.ZONE(board)
+    zone.SetLayer(pcbnew.B_Cu if spec["layer"] == "B" else pcbnew.F_Cu)
+    zone.SetNet(net)
+    w, h = layout.size
+    m = 0.5
+    outline = zone.Outline()
+    outline.NewOutline()
+    for x, y in spec.get("polygon", [(m, m), (w - m, m), (w - m, h - m), (m, h - m)]):
+        outline.Append(mm(x), mm(y))
+    zone.SetLocalClearance(mm(layout.clearance + 0.1))
+    zone.SetMinThickness(mm(0.4))
+    zone.SetThermalReliefGap(mm(0.5))
+    zone.SetThermalReliefSpokeWidth(mm(0.6))
+    zone.SetPadConnection(pcbnew.ZONE_CONNECTION_THERMAL)
+    zone.SetIslandRemovalMode(pcbnew.ISLAND_REMOVAL_MODE_ALWAYS)
+    zone.SetAssignedPriority(0)
+    board.Add(zone)
+
+
+def pad_layers(pad):
+    layers = []
+    if pad.IsOnLayer(pcbnew.F_Cu):
+        layers.append(0)
+    if pad.IsOnLayer(pcbnew.B_Cu):
+        layers.append(1)
+    return layers
+
+
+def rect_of(item):
+    bb = item.GetBoundingBox()
+    return (pcbnew.ToMM(bb.GetLeft()), pcbnew.ToMM(bb.GetTop()), pcbnew.ToMM(bb.GetRight()), pcbnew.ToMM(bb.GetBottom()))
+
+
+def route(board, layout, footprints, net_items):
+    w, h = layout.size
+    widths = {layout.track} | set(layout.net_widths.values())
+    r = Router(0, 0, w, h, layout.grid, layout.clearance, widths, layout.via[0], layout.edge_clearance)
+    net_ids = {name: i for i, name in enumerate(sorted(net_items))}
+    pads_by_net = {}
+    for fp in board.GetFootprints():
+        for pad in fp.Pads():
+            layers = pad_layers(pad)
+            if pad.GetAttribute() == pcbnew.PAD_ATTRIB_NPTH:
+                r.add_hole(rect_of(pad))
+                continue
+            name = pad.GetNetname()
+            nid = net_ids.get(name, BLOCKED) if name else BLOCKED
+            r.add_rect(nid, layers, rect_of(pad))
+            if name:
+                p = pad.GetPosition()
+                pads_by_net.setdefault(name, []).append(
+                    ((pcbnew.ToMM(p.x), pcbnew.ToMM(p.y)), layers, f"{fp.GetReference()}.{pad.GetNumber()}")
+                )
+        for zone in fp.Zones():
+            if zone.GetIsRuleArea() and zone.GetDoNotAllowTracks():
+                r.add_hole(rect_of(zone))
+
+    for layers, rect in layout.keepouts:
+        r.add_rect(BLOCKED, layers, rect)
+
+    # Nets poured on one layer: every pad off that layer gets a via down to the pour.
+    failures = []
+    for spec in layout.zones:
+        name = spec["net"]
+        pour_layer = 1 if spec["layer"] == "B" else 0
+        nid = net_ids[name]
+        for centre, layers, label in pads_by_net.get(name, []):
+            if pour_layer in layers:
+                continue
+            if not r.route(nid, name, centre, None, layout.track, layout.track, [centre], layers, [pour_layer], via_cost=1.0):
+                failures.append(f"{name}: {label} -> a via to the pour")
+
+    order = [n for n in layout.route_first if n in pads_by_net]
+    poured = {z["net"] for z in layout.zones}
+    order = [n for n in order if n not in poured]
+    rest = [n for n in pads_by_net if n not in order and n not in poured and len(pads_by_net[n]) > 1]
+
+    def span(n):
+        xs = [p[0][0] for p in pads_by_net[n]]
+        ys = [p[0][1] for p in pads_by_net[n]]
+        return (max(xs) - min(xs)) + (max(ys) - min(ys))
+
+    order += sorted(rest, key=span)
+    for name in order:
+        nid = net_ids[name]
+        width = layout.net_widths.get(name, layout.track)
+        pads = pads_by_net[name]
+        centres = [p[0] for p in pads]
+        # Prim's order: each pad joins the nearest pad already connected.
+        done = [0]
+        todo = list(range(1, len(pads)))
+        while todo:
+            best = min(
+                ((math.dist(pads[a][0], pads[b][0]), a, b) for a in done for b in todo),
+            )
+            _, a, b = best
+            ok = r.route(nid, name, pads[b][0], pads[a][0], width, layout.track, centres, pads[b][1], pads[a][1])
+            if not ok:
+                failures.append(f"{name}: {pads[b][2]} -> {pads[a][2]}")
+            done.append(b)
+            todo.remove(b)
+    if failures:
+        raise RouteError("no route for:\n  " + "\n  ".join(failures))
+
+    names = {i: n for n, i in net_ids.items()}
+    for nid, layer, a, b, width in r.tracks:
+        t = pcbnew.PCB_TRACK(board)
+        t.SetStart(pt(*a))
+        t.SetEnd(pt(*b))
+        t.SetWidth(mm(width))
+        t.SetLayer(pcbnew.F_Cu if layer == 0 else pcbnew.B_Cu)
+        t.SetNet(net_items[names[nid]])
+        board.Add(t)
+    for nid, p in r.vias:
+        v = pcbnew.PCB_VIA(board)
+        v.SetPosition(pt(*p))
+        v.SetViaType(pcbnew.VIATYPE_THROUGH)
+        v.SetWidth(mm(layout.via[0]))
+        v.SetDrill(mm(layout.via[1]))
+        v.SetNet(net_items[names[nid]])
+        board.Add(v)
+    # Pad centres are snapped to the grid by the router: join each snapped end to its pad.
+    for name, pads in pads_by_net.items():
+        if name not in order and name not in poured:
+            continue
+        nid = net_ids[name]
+        ends = {}
+        for tnid, layer, a, b, width in r.tracks:
+            if tnid == nid:
+                for e in (a, b):
+                    ends.setdefault((round(e[0], 4), round(e[1], 4), layer), width)
+        for (px, py), layers, _ in pads:
+            gx, gy = r.xy(*r.cell(px, py))
+            for layer in layers:
+                if (round(gx, 4), round(gy, 4), layer) in ends and (abs(gx - px) > 1e-6 or abs(gy - py) > 1e-6):
+                    t = pcbnew.PCB_TRACK(board)
+                    t.SetStart(pt(px, py))
+                    t.SetEnd(pt(gx, gy))
+                    t.SetWidth(mm(layout.track))
+                    t.SetLayer(pcbnew.F_Cu if layer == 0 else pcbnew.B_Cu)
+                    t.SetNet(net_items[name])
+                    board.Add(t)

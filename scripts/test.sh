@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every check CI runs, from a clean checkout: formatting, lints, the no_std crates and the
-# firmware image for the RP2040 (thumbv6m-none-eabi), all tests (including the ones against a
+# Every check CI runs, from a clean checkout: the KiCad designs (scripts/hardware.sh),
+# formatting, lints, the no_std crates and the firmware image for the RP2040
+# (thumbv6m-none-eabi), all tests (including the ones against a
 # real bitcoind, built once and cached by scripts/bitcoind.sh, and the firmware running in the
 # rp2040js emulator), and short fuzz runs of the two wire decoders.
 #
@@ -31,6 +32,18 @@ step "bitcoind for the regtest tests (built once per machine, cached in ~/.cache
 HEARTH_BITCOIND="$(scripts/bitcoind.sh)"
 export HEARTH_BITCOIND
 echo "$HEARTH_BITCOIND"
+
+step "KiCad 9 (from bookworm-backports): ERC, DRC, netlists and fab outputs of schematics/"
+hardware=0
+scripts/hardware.sh || hardware=$?
+if [[ $hardware -eq 2 ]]; then
+  printf '\n%s\n%s\n%s\n\n' \
+    '!!!!!!!! KiCad 9 could not be installed: ERC, DRC and the fab exports were NOT checked. !!!!!!!!' \
+    '!!!!!!!! The board/netlist cross-check still runs in cargo test (hearth-boards).        !!!!!!!!' \
+    '!!!!!!!! Check the network to deb.debian.org, then run scripts/hardware.sh.             !!!!!!!!' >&2
+elif [[ $hardware -ne 0 ]]; then
+  exit "$hardware"
+fi
 
 step "cargo fmt --check (workspace and the firmware image)"
 cargo fmt --all --check

@@ -174,6 +174,20 @@ pub struct Status {
     pub led_pin: u8,
 }
 
+/// `[schematic]`: the KiCad designs a board is built from (`schematics/<design>/`). A test
+/// (`boards/tests/schematics.rs`) checks the definition against their committed netlists.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Schematic {
+    /// Design names; each has `schematics/<name>/<name>.netlist.xml`.
+    pub designs: Vec<String>,
+    /// The microcontroller, as `"<design>:<reference>"`.
+    pub mcu: String,
+    /// Board-to-board connectors mated pin for pin, as `["<design>:<ref>", "<design>:<ref>"]`.
+    #[serde(default)]
+    pub joins: Vec<[String; 2]>,
+}
+
 /// A board definition file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -194,6 +208,9 @@ pub struct Board {
     pub thermal: Thermal,
     /// `[status]`.
     pub status: Status,
+    /// `[schematic]`, for boards drawn in this repository.
+    #[serde(default)]
+    pub schematic: Option<Schematic>,
 }
 
 /// Why a board definition was refused; the message names the key.

@@ -132,6 +132,10 @@ pub struct Power {
     pub input_voltage_mv: Range,
     /// Input power limit, mW.
     pub max_input_power_mw: u32,
+    /// The core regulator's VOUT_SCALE_LOOP, in thousandths (125, 250, 500 or 1000): the
+    /// TPS546's internal feedback divider. The hashboard senses the core rail with no divider
+    /// of its own (checked against the schematic); the firmware writes this before enabling.
+    pub vout_scale_loop_permille: u32,
 }
 
 /// `[fan]`.
@@ -268,6 +272,19 @@ fn rp2040_i2c(pin: u8) -> Option<(u8, bool)> {
     }
     let instance = (pin / 2) % 2;
     Some((instance, pin.is_multiple_of(2)))
+}
+
+/// The output range the TPS546's internal divider allows for each VOUT_SCALE_LOOP setting
+/// (TI TPS546x24 family datasheets, VOUT_SCALE_LOOP: 1 → 0.5-0.75 V, 0.5 → 0.5-1.5 V,
+/// 0.25 → 1-3 V, 0.125 → 2-6 V).
+fn vout_scale_loop_range_mv(permille: u32) -> Option<(u32, u32)> {
+    match permille {
+        1000 => Some((500, 750)),
+        500 => Some((500, 1500)),
+        250 => Some((1000, 3000)),
+        125 => Some((2000, 6000)),
+        _ => None,
+    }
 }
 
 /// Parts the firmware has drivers for, with the addresses their strap options allow.
@@ -412,6 +429,24 @@ impl Board {
                     "the firmware needs a {required} on the I2C bus for temperature and core power"
                 ));
             }
+        }
+        // The regulator's internal divider must put the chip's whole envelope in range.
+        if let Some((min, max)) = vout_scale_loop_range_mv(self.power.vout_scale_loop_permille) {
+            if let Some(env) = asics.get(&a.model) {
+                let v = env.core_voltage_mv;
+                if v.min < min || v.max > max {
+                    p.push(format!(
+                        "power.vout_scale_loop_permille = {}: the TPS546 regulates {min}..={max} mV \
+                         with it, but {} needs {}..={} mV",
+                        self.power.vout_scale_loop_permille, a.model, v.min, v.max
+                    ));
+                }
+            }
+        } else {
+            p.push(format!(
+                "power.vout_scale_loop_permille = {}: one of 125, 250, 500, 1000",
+                self.power.vout_scale_loop_permille
+            ));
         }
         // The chain and its envelope.
         if a.model == "BM1397" {
@@ -575,6 +610,11 @@ impl Board {
         }
         c("POWER_ENABLE_PIN", "u8", self.power.enable_pin.to_string());
         c(
+            "VOUT_SCALE_LOOP_PERMILLE",
+            "u32",
+            self.power.vout_scale_loop_permille.to_string(),
+        );
+        c(
             "INPUT_MIN_MV",
             "u32",
             self.power.input_voltage_mv.min.to_string(),
@@ -737,6 +777,20 @@ mod tests {
         assert!(p.iter().any(|p| p.contains("not in asics.toml")), "{p:?}");
         let p = with(|b| b.i2c.devices.retain(|d| d.part != "TPS546D24A"));
         assert!(p.iter().any(|p| p.contains("needs a TPS546D24A")), "{p:?}");
+        let p = with(|b| b.power.vout_scale_loop_permille = 300);
+        assert!(
+            p.iter().any(|p| p.contains("one of 125, 250, 500, 1000")),
+            "{p:?}"
+        );
+        // 0.5 regulates 0.5-1.5 V: the BM1370's 1.0-1.3 V fits; 1.0 (0.5-0.75 V) does not.
+        assert!(with(|b| b.power.vout_scale_loop_permille = 500).is_empty());
+        let p = with(|b| b.power.vout_scale_loop_permille = 1000);
+        assert!(
+            p.iter().any(|p| p.contains(
+                "the TPS546 regulates 500..=750 mV with it, but BM1370 needs 1000..=1300 mV"
+            )),
+            "{p:?}"
+        );
     }
 
     #[test]

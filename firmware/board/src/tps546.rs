@@ -80,6 +80,9 @@ pub struct Config {
     pub ot_fault_c: i16,
     /// Switching frequency (FREQUENCY_SWITCH), kHz.
     pub frequency_switch_khz: u16,
+    /// VOUT_SCALE_LOOP, thousandths: the internal feedback divider (125, 250, 500, 1000),
+    /// which must match how the board senses its output (boards/*.toml).
+    pub vout_scale_loop_permille: u32,
 }
 
 impl Config {
@@ -100,6 +103,7 @@ impl Config {
             ot_warn_c: 105,
             ot_fault_c: 145,
             frequency_switch_khz: 650,
+            vout_scale_loop_permille: 250,
         }
     }
 
@@ -165,6 +169,9 @@ impl Config {
         }
         if self.ot_warn_c > self.ot_fault_c {
             return Err("ot_warn_c");
+        }
+        if !matches!(self.vout_scale_loop_permille, 125 | 250 | 500 | 1000) {
+            return Err("vout_scale_loop_permille");
         }
         Ok(())
     }
@@ -306,7 +313,8 @@ impl<I2C: I2c> Tps546<I2C> {
     /// 2. OPERATION (0x01) = 0x00, output off;
     /// 3. ON_OFF_CONFIG (0x02) = 0x1F ([`ON_OFF_CONFIG`]: the CONTROL pin is authoritative);
     /// 4. read VOUT_MODE (0x20), must be linear; cached;
-    /// 5. words VIN_ON (0x35), VIN_OFF (0x36), VOUT_MAX (0x24), VOUT_MIN (0x2B);
+    /// 5. words VOUT_SCALE_LOOP (0x29, the board's internal divider), VIN_ON (0x35),
+    ///    VIN_OFF (0x36), VOUT_MAX (0x24), VOUT_MIN (0x2B);
     /// 6. VOUT_OV_FAULT_LIMIT (0x40) word, VOUT_OV_FAULT_RESPONSE (0x41) = 0x80, then
     ///    VOUT_UV_FAULT_LIMIT (0x44) word, VOUT_UV_FAULT_RESPONSE (0x45) = 0x80: latch off
     ///    ([`fault_response::LATCH_OFF`]);
@@ -370,6 +378,10 @@ impl<I2C: I2c> Tps546<I2C> {
         let ov = ulinear(ov, "vout_ov_fault_permille")?;
         let uv = ulinear(uv, "vout_uv_fault_permille")?;
 
+        // The divider first: the limits below are voltages at the output either way, and the
+        // chip only takes a new VOUT_SCALE_LOOP while it is not converting (it is off here).
+        let scale = milli_to_linear11(to_i32(config.vout_scale_loop_permille));
+        self.write_word(commands::VOUT_SCALE_LOOP, scale).await?;
         self.write_word(commands::VIN_ON, vin_on).await?;
         self.write_word(commands::VIN_OFF, vin_off).await?;
         self.write_word(commands::VOUT_MAX, vout_max).await?;
@@ -553,6 +565,22 @@ mod tests {
         );
         assert_eq!(Config::for_core((1_000, 1_300), 1_150, 140).ot_fault_c, 145);
         assert_eq!(Config::for_core((1_000, 1_300), 1_150, 145).ot_fault_c, 150);
+    }
+
+    #[test]
+    fn only_the_four_internal_dividers_are_accepted() {
+        for permille in [125, 250, 500, 1000] {
+            let c = Config {
+                vout_scale_loop_permille: permille,
+                ..Config::single_chip()
+            };
+            assert_eq!(c.validate(), Ok(()));
+        }
+        let c = Config {
+            vout_scale_loop_permille: 300,
+            ..Config::single_chip()
+        };
+        assert_eq!(c.validate(), Err("vout_scale_loop_permille"));
     }
 
     #[test]

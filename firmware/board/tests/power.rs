@@ -74,6 +74,7 @@ fn init_bm1370() -> Vec<Transaction> {
         write(ADDRESS, &[OPERATION, OPERATION_OFF]),
         write(ADDRESS, &[ON_OFF_CONFIG, ON_OFF_CONFIG_CONTROL_PIN]),
         read(ADDRESS, VOUT_MODE, &[VOUT_MODE_DEFAULT]),
+        word(VOUT_SCALE_LOOP, SCALE_LOOP_0_25),
         word(VIN_ON, VIN_ON_4V8),
         word(VIN_OFF, VIN_OFF_4V5),
         word(VOUT_MAX, VOUT_1V3),

@@ -156,10 +156,13 @@ pub fn power_stage(i2c: Bus, enable: Output<'static>) -> Power {
         ),
         ina,
         enable,
-        tps546::Config::for_core(
-            (board::CORE_VOLTAGE_MIN_MV, board::CORE_VOLTAGE_MAX_MV),
-            board::CORE_VOLTAGE_MV,
-            (board::THROTTLE_VR_MC / 1000) as i16,
-        ),
+        tps546::Config {
+            vout_scale_loop_permille: board::VOUT_SCALE_LOOP_PERMILLE,
+            ..tps546::Config::for_core(
+                (board::CORE_VOLTAGE_MIN_MV, board::CORE_VOLTAGE_MAX_MV),
+                board::CORE_VOLTAGE_MV,
+                (board::THROTTLE_VR_MC / 1000) as i16,
+            )
+        },
     )
 }

@@ -75,6 +75,7 @@ pub mod tps546 {
     pub const VOUT_UV_FAULT_RESPONSE: u8 = 0x45;
     pub const FREQUENCY_SWITCH: u8 = 0x33;
     pub const VIN_ON: u8 = 0x35;
+    pub const VOUT_SCALE_LOOP: u8 = 0x29;
     pub const VIN_OFF: u8 = 0x36;
     pub const IOUT_OC_FAULT_LIMIT: u8 = 0x46;
     pub const IOUT_OC_WARN_LIMIT: u8 = 0x4A;
@@ -118,6 +119,8 @@ pub mod tps546 {
     // (worked by hand: mantissa · 2^exponent).
     /// 4.8 V = 614 · 2^-7 (4.797 V): 0b11001_01001100110 = 0xCA66.
     pub const VIN_ON_4V8: [u8; 2] = [0x66, 0xCA];
+    /// 0.25 in SLINEAR11, most precise form: 512 x 2^-11.
+    pub const SCALE_LOOP_0_25: [u8; 2] = [0x00, 0xAA];
     /// 4.5 V = 576 · 2^-7: 0xCA40.
     pub const VIN_OFF_4V5: [u8; 2] = [0x40, 0xCA];
     /// 25 A = 800 · 2^-5: 0xDB20.

@@ -2,6 +2,7 @@
 # KiCad 9 checks and fab outputs for every design in schematics/ (docs/hardware.md):
 #   - the files are in KiCad 9's format (no newer: CI's KiCad could not open them);
 #   - ERC, and DRC with schematic parity for routed boards: any error fails;
+#   - the committed files are what schematics/generate produces from the descriptions;
 #   - a fresh netlist export equals the committed <board>.netlist.xml, which the Rust
 #     cross-check (cargo test -p hearth-boards --test schematics) reads;
 #   - Gerbers, drill, position, BOM and schematic PDF into schematics/out/<board>/;
@@ -44,6 +45,9 @@ EOF
 }
 
 failed=0
+# The committed schematics, netlists and README BOMs are what the descriptions generate.
+(cd schematics && python3 -m generate --check) || failed=1
+
 for name in "${boards[@]}"; do
   dir="schematics/$name"
   out="schematics/out/$name"

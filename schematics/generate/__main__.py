@@ -1,61 +1,104 @@
 """Regenerates the KiCad projects in schematics/ from the design descriptions here.
 
-    cd schematics && /usr/bin/python3 -m generate            # every board
-    cd schematics && /usr/bin/python3 -m generate hearth-bridge
+    cd schematics && /usr/bin/python3 -m generate                 # every board
+    cd schematics && /usr/bin/python3 -m generate hearth-bridge   # one
+    cd schematics && /usr/bin/python3 -m generate --check         # committed files up to date?
 
 Needs KiCad 9 (scripts/kicad.sh): kicad-cli exports the netlist the PCB is built from, and
 the PCB is written by KiCad's own `pcbnew` module (Debian's python3, not a virtualenv's).
+`--check` regenerates everything but the PCBs (routing takes a while, and a routed board
+carries fresh track ids) into a scratch copy and compares; DRC's schematic parity covers the
+PCB.
 """
 
+import filecmp
 import os
+import shutil
 import sys
+import tempfile
 
 from . import bridge, hashboard
 from .footprints import write_footprints
 from .project import export_netlist, write_lib_tables, write_project
+from .readme import update_readme
 from .sch import write_schematic, write_symbol_lib
 
 BOARDS = {m.TITLE: m for m in (bridge, hashboard)}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def generate(name):
+def generate(name, root, pcb=True):
     module = BOARDS[name]
     design = module.design()
     design.check()
     layout = module.layout() if hasattr(module, "layout") else None
-    directory = os.path.join(ROOT, name)
+    directory = os.path.join(root, name)
     os.makedirs(directory, exist_ok=True)
     write_lib_tables(directory)
     sch = os.path.join(directory, f"{name}.kicad_sch")
+    pro = os.path.join(directory, f"{name}.kicad_pro")
     write_schematic(design, sch, name)
-    write_project(os.path.join(directory, f"{name}.kicad_pro"), name, layout)
+    write_project(pro, name, layout)
     raw = export_netlist(sch, os.path.join(directory, f"{name}.netlist.xml"))
-    if layout is not None:
+    if layout is not None and pcb:
         from .pcb import build_board  # needs pcbnew
 
-        pro = os.path.join(directory, f"{name}.kicad_pro")
         build_board(design, layout, raw, os.path.join(directory, f"{name}.kicad_pcb"), lambda: write_project(pro, name, layout))
         # SaveBoard rewrites the project file with its defaults: put the rules back.
-        write_project(os.path.join(directory, f"{name}.kicad_pro"), name, layout)
+        write_project(pro, name, layout)
     os.remove(raw)
-    print(f"{name}: {len(design.parts)} parts" + (", PCB routed" if layout else ", schematic only"))
+    update_readme(os.path.join(directory, "README.md"), design)
+    return design, layout
 
 
-def main(argv):
-    names = argv or list(BOARDS)
+def write_libraries(root):
     symbols = {}
     for module in BOARDS.values():
         for s in module.design().symbols():
             symbols.setdefault(s.name, s)
-    os.makedirs(os.path.join(ROOT, "lib"), exist_ok=True)
-    write_symbol_lib(symbols.values(), os.path.join(ROOT, "lib", "hearth.kicad_sym"))
-    write_footprints(os.path.join(ROOT, "lib", "hearth.pretty"))
+    os.makedirs(os.path.join(root, "lib"), exist_ok=True)
+    write_symbol_lib(symbols.values(), os.path.join(root, "lib", "hearth.kicad_sym"))
+    write_footprints(os.path.join(root, "lib", "hearth.pretty"))
+
+
+def check():
+    """Exit status 1, naming the files, when the committed files are not what the
+    descriptions generate."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = os.path.join(scratch, "schematics")
+        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns("out", "__pycache__", "*.kicad_pcb"))
+        write_libraries(copy)
+        for name in BOARDS:
+            generate(name, copy, pcb=False)
+        stale = []
+        for directory, _, files in os.walk(copy):
+            for f in files:
+                fresh = os.path.join(directory, f)
+                committed = os.path.join(ROOT, os.path.relpath(fresh, copy))
+                if not os.path.exists(committed) or not filecmp.cmp(fresh, committed, shallow=False):
+                    stale.append(os.path.relpath(committed, os.path.dirname(ROOT)))
+    if stale:
+        print("not what schematics/generate produces (run: cd schematics && /usr/bin/python3 -m generate):", file=sys.stderr)
+        for s in sorted(stale):
+            print(f"  {s}", file=sys.stderr)
+        return 1
+    print(f"generated files up to date: {', '.join(BOARDS)}")
+    return 0
+
+
+def main(argv):
+    if argv == ["--check"]:
+        return check()
+    names = argv or list(BOARDS)
     for name in names:
         if name not in BOARDS:
             sys.exit(f"unknown board {name!r}: one of {', '.join(BOARDS)}")
-        generate(name)
+    write_libraries(ROOT)
+    for name in names:
+        design, layout = generate(name, ROOT)
+        print(f"{name}: {len(design.parts)} parts" + (", PCB routed" if layout else ", schematic only"))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -128,3 +128,4 @@ class Layout:
     holes: list = field(default_factory=list)  # M3 mounting holes (x, y)
     texts: list = field(default_factory=list)  # (text, (x, y), size) on the top silkscreen
     keepouts: list = field(default_factory=list)  # ((layers), (x0, y0, x1, y1)): no tracks there
+    references: dict = field(default_factory=dict)  # ref -> (x, y) of its silkscreen reference

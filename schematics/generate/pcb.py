@@ -86,6 +86,8 @@ def build_board(design, layout, netlist_path, pcb_path, write_rules):
         fp.SetOrientationDegrees(rot)
         if len(part.at) > 3 and part.at[3] == "B":
             fp.Flip(fp.GetPosition(), pcbnew.FLIP_DIRECTION_LEFT_RIGHT)
+        if ref in layout.references:
+            fp.Reference().SetPosition(pt(*layout.references[ref]))
         for pad in fp.Pads():
             name = pin_net.get((ref, pad.GetNumber()))
             if name is not None:

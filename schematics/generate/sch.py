@@ -55,7 +55,7 @@ class Placed:
         rows = max(len(left), len(right), 1)
         longest_l = max((len(p.name) for p in left), default=0)
         longest_r = max((len(p.name) for p in right), default=0)
-        width = max(10.16, math.ceil(((longest_l + longest_r) * 1.0 + 3.0) / 2.54) * 2.54)
+        width = max(10.16, math.ceil(((longest_l + longest_r) * 1.3 + 5.0) / 2.54) * 2.54)
         half_w = width / 2
         half_h = (rows + 1) * 2.54 / 2
         # Pins are 2.54 apart from the top row down; the body is centred on the origin.

@@ -37,6 +37,21 @@ pub enum Command {
     },
     /// Serve an emulated BM13xx chip chain on a TCP port (for the firmware emulator and tests).
     SimChain(crate::sim_chain::SimChainArgs),
+    /// Hearth board tools.
+    Board {
+        /// What to do with the board.
+        #[command(subcommand)]
+        command: BoardCommand,
+    },
+}
+
+/// `hearth board ...`.
+#[derive(Debug, Subcommand)]
+pub enum BoardCommand {
+    /// Bring-up check of a freshly assembled board: I2C parts at their addresses, the chip
+    /// chain, temperatures and voltages against boards/<id>.toml. Exits non-zero unless every
+    /// check passes.
+    Selftest(crate::selftest::SelftestArgs),
 }
 
 /// `hearth config ...`.
@@ -65,6 +80,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
+        Command::Board {
+            command: BoardCommand::Selftest(args),
+        } => runtime()?.block_on(crate::selftest::run(args)),
         Command::Config {
             command: ConfigCommand::Check { config, offline },
         } => {

@@ -11,6 +11,7 @@ pub mod events;
 pub mod logging;
 pub mod node;
 pub mod regtest;
+pub mod selftest;
 pub mod share;
 pub mod sim_chain;
 pub mod sources;

@@ -5,6 +5,7 @@
 //!   temperatures, core regulator, input power monitor). Pure conversions are free functions.
 //! * [`power`]: the board's power stage on top of them: sensor rounds as typed readings, the
 //!   core rail's power-on and power-off, and the I²C bus clear at boot.
+//! * [`i2c_scan`]: which addresses answer on the bus (the bring-up self-test).
 //! * [`thermal`]: fan duty and throttle/shutdown zones with hysteresis, as pure functions.
 //! * [`controller`]: the firmware's main-loop logic as a state machine (events in, actions
 //!   out): power-on, job cadence from the host's work queue, nonce verification, safety.
@@ -13,6 +14,7 @@
 
 pub mod controller;
 pub mod emc2101;
+pub mod i2c_scan;
 pub mod ina260;
 pub mod pmbus;
 pub mod power;

@@ -12,7 +12,7 @@ use hearth_board::controller::{
 };
 use hearth_board::pmbus::Health;
 use hearth_board::thermal::ThermalLimits;
-use hearth_link::{BoardToHost, Fault, HostToBoard, WorkItem};
+use hearth_link::{BoardToHost, Enumeration, Fault, HostToBoard, WorkItem};
 
 fn config() -> BoardConfig {
     BoardConfig {
@@ -1250,6 +1250,8 @@ mod capacity {
             Just(HostToBoard::Reset),
             (0u32..10).prop_map(|seq| HostToBoard::Ping { seq }),
             (1u8..40).prop_map(|bits| HostToBoard::SetShareFloor { bits }),
+            Just(HostToBoard::ScanI2c),
+            Just(HostToBoard::GetEnumeration),
         ]
     }
 
@@ -1297,4 +1299,39 @@ mod capacity {
             prop_assert_eq!(c.actions_dropped(), 0);
         }
     }
+}
+
+#[test]
+fn the_host_asks_for_an_i2c_scan_and_the_last_enumeration() {
+    let mut c = Controller::new(config(), 0);
+    let a = c.on_host(10, HostToBoard::ScanI2c);
+    assert_eq!(a.as_slice(), &[Action::ScanI2c]);
+
+    // Before any bring-up: nothing tried yet.
+    let a = c.on_host(20, HostToBoard::GetEnumeration);
+    assert_eq!(
+        a.as_slice(),
+        &[Action::Send(BoardToHost::Enumeration(
+            Enumeration::default()
+        ))]
+    );
+
+    // A bring-up that found the wrong chip is passed on at once, and remembered.
+    let found = Enumeration {
+        attempts: 1,
+        chips_found: 1,
+        chip_id: Some(0x1368),
+        up: false,
+        error: heapless::String::try_from("a chip reports another model").unwrap(),
+    };
+    let a = c.on_enumeration(found.clone());
+    assert_eq!(
+        a.as_slice(),
+        &[Action::Send(BoardToHost::Enumeration(found.clone()))]
+    );
+    let a = c.on_host(30, HostToBoard::GetEnumeration);
+    assert_eq!(
+        a.as_slice(),
+        &[Action::Send(BoardToHost::Enumeration(found))]
+    );
 }

@@ -4,6 +4,7 @@
 // JSON control commands.
 //
 //   node bin/serve.mjs IMAGE [--chain HOST:PORT] [--usb-listen PORT] [--time-scale 1]
+//                            [--i2c-absent DEVICE]... [--i2c-address DEVICE=ADDR]... [--i2c-extra ADDR]...
 //
 // stdout: first line "usb listening on 127.0.0.1:PORT", then one JSON answer per command.
 // stderr: diagnostics. Exits on {"cmd":"quit"}, SIGINT/SIGTERM, or an emulation error (code 1).
@@ -13,8 +14,28 @@ import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 import { EmulatedBoard } from '../lib/board.mjs';
 import { runCommand } from '../lib/control.mjs';
+import { I2cDevice } from '../lib/devices/i2c-bus.mjs';
+import { Emc2101 } from '../lib/devices/emc2101.mjs';
+import { Tps546 } from '../lib/devices/tps546.mjs';
+import { Ina260 } from '../lib/devices/ina260.mjs';
 
-const USAGE = 'usage: node bin/serve.mjs IMAGE [--chain HOST:PORT] [--usb-listen PORT] [--time-scale N]';
+const USAGE =
+  'usage: node bin/serve.mjs IMAGE [--chain HOST:PORT] [--usb-listen PORT] [--time-scale N] ' +
+  '[--i2c-absent DEVICE]... [--i2c-address DEVICE=ADDR]... [--i2c-extra ADDR]...';
+
+// The board's I2C parts, for the assembly faults a bring-up check must catch.
+const PARTS = { emc2101: Emc2101, tps546: Tps546, ina260: Ina260 };
+
+function i2cAddress(text, what) {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 0x7f) throw new Error(`${what}: ${JSON.stringify(text)} is not a 7-bit address (e.g. 0x41)`);
+  return n;
+}
+
+function part(name, what) {
+  if (!PARTS[name]) throw new Error(`${what}: unknown device ${JSON.stringify(name)}; known: ${Object.keys(PARTS).join(', ')}`);
+  return name;
+}
 
 function parseCli(argv) {
   const { values, positionals } = parseArgs({
@@ -24,6 +45,9 @@ function parseCli(argv) {
       chain: { type: 'string' },
       'usb-listen': { type: 'string', default: '0' },
       'time-scale': { type: 'string', default: '1' },
+      'i2c-absent': { type: 'string', multiple: true, default: [] },
+      'i2c-address': { type: 'string', multiple: true, default: [] },
+      'i2c-extra': { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -36,7 +60,15 @@ function parseCli(argv) {
     if (!m) throw new Error('--chain must be HOST:PORT');
     chain = { host: m[1], port: Number(m[2]) };
   }
-  return { image: positionals[0], chain, usbPort: Number(values['usb-listen']), timeScale };
+  const absent = values['i2c-absent'].map((d) => part(d, '--i2c-absent'));
+  const addresses = {};
+  for (const spec of values['i2c-address']) {
+    const m = /^([a-z0-9]+)=(.+)$/.exec(spec);
+    if (!m) throw new Error('--i2c-address must be DEVICE=ADDR, e.g. ina260=0x41');
+    addresses[part(m[1], '--i2c-address')] = i2cAddress(m[2], '--i2c-address');
+  }
+  const extra = values['i2c-extra'].map((a) => i2cAddress(a, '--i2c-extra'));
+  return { image: positionals[0], chain, usbPort: Number(values['usb-listen']), timeScale, absent, addresses, extra };
 }
 
 const say = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -95,11 +127,18 @@ function serveControl(board, shutdown) {
 
 async function main() {
   const opts = parseCli(process.argv.slice(2));
+  // A part strapped to another address is the same model elsewhere on the bus.
+  const devices = Object.fromEntries(Object.entries(opts.addresses).map(([name, addr]) => [name, new PARTS[name](addr)]));
   const board = new EmulatedBoard(opts.image, {
     usbAutoOpen: false, // DTR follows the TCP client
     chain: opts.chain ?? undefined,
     timeScale: opts.timeScale,
+    devices,
   });
+  // Absent from boot: not soldered, or dead. It still exists for the control commands.
+  for (const name of opts.absent) board[name].present = false;
+  // Something else that answers: a stray part, or a bridge making a part answer twice.
+  for (const addr of opts.extra) board.i2c.attach(new I2cDevice(addr));
   await board.ready();
   board.on('chain-closed', () => log('chain connection closed'));
   const server = await serveUsb(board, opts.usbPort);

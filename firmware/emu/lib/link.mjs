@@ -103,8 +103,8 @@ class Reader {
 }
 
 // ---- messages ----
-const HOST_VARIANTS = ['Hello', 'Work', 'ClearWork', 'SetFrequency', 'SetVoltage', 'SetFan', 'Pause', 'Resume', 'Reset', 'Ping', 'SetShareFloor'];
-const BOARD_VARIANTS = ['Hello', 'Nonce', 'Telemetry', 'Fault', 'WorkLow', 'Log', 'Pong'];
+const HOST_VARIANTS = ['Hello', 'Work', 'ClearWork', 'SetFrequency', 'SetVoltage', 'SetFan', 'Pause', 'Resume', 'Reset', 'Ping', 'SetShareFloor', 'ScanI2c', 'GetEnumeration'];
+const BOARD_VARIANTS = ['Hello', 'Nonce', 'Telemetry', 'Fault', 'WorkLow', 'Log', 'Pong', 'I2cScan', 'Enumeration'];
 const STATES = ['Starting', 'Hashing', 'Throttled', 'Idle', 'Safe'];
 const SENSORS = ['AsicTemperature', 'BoardTemperature', 'Regulator', 'PowerMonitor', 'Fan'];
 const LEVELS = ['Warn', 'Info', 'Debug'];
@@ -191,6 +191,10 @@ export function decodeBoardMessage(bytes) {
     case 'WorkLow': msg = { WorkLow: { queued: r.u8(), wanted: r.u8() } }; break;
     case 'Log': msg = { Log: { level: LEVELS[r.varint()], text: r.str() } }; break;
     case 'Pong': msg = { Pong: { seq: r.varint() } }; break;
+    case 'I2cScan': msg = { I2cScan: { acked: r.raw(r.varint()), stopped_at: r.option(() => r.u8()) } }; break;
+    case 'Enumeration':
+      msg = { Enumeration: { attempts: r.varint(), chips_found: r.varint(), chip_id: r.option(() => r.varint()), up: r.u8() === 1, error: r.str() } };
+      break;
     default: throw new Error('unknown board message');
   }
   if (r.i !== bytes.length) throw new Error('trailing bytes in message');

@@ -68,6 +68,12 @@ pub enum HostToBoard {
         /// Zero bits every chip guarantees before its ticket mask.
         bits: u8,
     },
+    /// Probe every I2C address 0x08..=0x77 with a one-byte read and report which acknowledge
+    /// ([`BoardToHost::I2cScan`]): the bring-up check (`hearth board selftest`). Appended after
+    /// the variants above, so every earlier one keeps its encoding.
+    ScanI2c,
+    /// Ask what the last chain bring-up found ([`BoardToHost::Enumeration`]).
+    GetEnumeration,
 }
 
 /// What the board is.
@@ -284,4 +290,38 @@ pub enum BoardToHost {
         /// The ping's number.
         seq: u32,
     },
+    /// Answer to [`HostToBoard::ScanI2c`]. Appended after the variants above, so every earlier
+    /// one keeps its encoding.
+    I2cScan(I2cScan),
+    /// What the last chain bring-up found: the answer to [`HostToBoard::GetEnumeration`], and
+    /// sent unprompted after every bring-up.
+    Enumeration(Enumeration),
+}
+
+/// Who answered on the board's I2C bus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct I2cScan {
+    /// Addresses (7-bit) that acknowledged, ascending.
+    pub acked: Vec<u8, 112>,
+    /// Where the scan stopped because a probe failed with something other than a NACK (a bus
+    /// held low, a transaction that timed out); the addresses after it were not probed. `None`:
+    /// all of 0x08..=0x77 were.
+    pub stopped_at: Option<u8>,
+}
+
+/// What the last chain bring-up found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enumeration {
+    /// Bring-ups tried since boot; 0 = none yet, and the other fields say nothing.
+    pub attempts: u32,
+    /// Chips that answered the chip-id read. Enumeration stops at a chip that reports another
+    /// model; that chip is counted.
+    pub chips_found: u16,
+    /// Chip id the chips reported (the first one that differs from the board's model, if any);
+    /// `None` when no chip answered.
+    pub chip_id: Option<u16>,
+    /// The bring-up finished: the chain is configured and can hash.
+    pub up: bool,
+    /// Why it failed; empty when it did not.
+    pub error: String<96>,
 }

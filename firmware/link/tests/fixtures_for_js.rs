@@ -42,6 +42,8 @@ fn frames_for_the_javascript_codec_are_current() {
         HostToBoard::Reset,
         HostToBoard::Ping { seq: 70_000 },
         HostToBoard::SetShareFloor { bits: 12 },
+        HostToBoard::ScanI2c,
+        HostToBoard::GetEnumeration,
     ];
     let board = vec![
         BoardToHost::Hello(Capabilities {
@@ -112,6 +114,28 @@ fn frames_for_the_javascript_codec_are_current() {
             text: s("chain up, hashing"),
         },
         BoardToHost::Pong { seq: 70_000 },
+        BoardToHost::I2cScan(I2cScan {
+            acked: heapless::Vec::from_slice(&[0x24, 0x40, 0x4C]).unwrap(),
+            stopped_at: None,
+        }),
+        BoardToHost::I2cScan(I2cScan {
+            acked: heapless::Vec::new(),
+            stopped_at: Some(0x08),
+        }),
+        BoardToHost::Enumeration(Enumeration {
+            attempts: 3,
+            chips_found: 1,
+            chip_id: Some(0x1370),
+            up: true,
+            error: s(""),
+        }),
+        BoardToHost::Enumeration(Enumeration {
+            attempts: 1,
+            chips_found: 0,
+            chip_id: None,
+            up: false,
+            error: s("no chip answered the chip-id read"),
+        }),
     ];
     let mut doc = serde_json::json!({ "host": [], "board": [] });
     for m in &host {

@@ -40,6 +40,8 @@ fn host_message() -> impl Strategy<Value = HostToBoard> {
         Just(HostToBoard::Reset),
         any::<u32>().prop_map(|seq| HostToBoard::Ping { seq }),
         any::<u8>().prop_map(|bits| HostToBoard::SetShareFloor { bits }),
+        Just(HostToBoard::ScanI2c),
+        Just(HostToBoard::GetEnumeration),
     ]
 }
 
@@ -111,6 +113,31 @@ fn board_message() -> impl Strategy<Value = BoardToHost> {
             text
         }),
         any::<u32>().prop_map(|seq| BoardToHost::Pong { seq }),
+        // Every address answering is the largest scan there is.
+        (
+            prop::collection::btree_set(0x08u8..=0x77, 0..=112),
+            any::<Option<u8>>()
+        )
+            .prop_map(|(acked, stopped_at)| BoardToHost::I2cScan(I2cScan {
+                acked: acked.into_iter().collect(),
+                stopped_at,
+            })),
+        (
+            any::<u32>(),
+            any::<u16>(),
+            any::<Option<u16>>(),
+            any::<bool>(),
+            text()
+        )
+            .prop_map(|(attempts, chips_found, chip_id, up, error)| {
+                BoardToHost::Enumeration(Enumeration {
+                    attempts,
+                    chips_found,
+                    chip_id,
+                    up,
+                    error,
+                })
+            }),
     ]
 }
 

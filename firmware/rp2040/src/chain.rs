@@ -16,6 +16,7 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
 use embassy_sync::signal::Signal;
 use embassy_time::{Delay, Duration, Instant, Timer};
+use hearth_link::Enumeration;
 
 use crate::board;
 
@@ -51,6 +52,8 @@ pub enum ChainCommand {
 /// What the chain tells the main loop. Bring-up reports carry the power-up generation so the
 /// controller can ignore answers to an abandoned power-up.
 pub enum ChainReport {
+    /// What a bring-up found, sent before its `Up` or `Failed` (the host's self-test asks).
+    Enumerated(Found),
     /// Bring-up finished; hashing possible.
     Up(u32),
     /// Bring-up failed.
@@ -114,12 +117,47 @@ const MINING_BAUD: ChainBaud = match ChainBaud::from_nominal(board::ASIC_BAUD) {
     None => panic!("the board's ASIC baud is not one a BM13xx chain runs at"),
 };
 
+/// What a bring-up found, small enough for the report queue; the main loop turns it into the
+/// host's [`hearth_link::Enumeration`].
+#[derive(Debug, Clone, Copy)]
+pub struct Found {
+    /// Bring-ups since boot, this one included.
+    pub attempts: u32,
+    /// Chips that answered the chip-id read (a chip of another model stops the count and is
+    /// counted).
+    pub chips_found: u16,
+    /// The id they reported; `None` when none answered.
+    pub chip_id: Option<u16>,
+    /// Why the bring-up failed, or `None` when it finished.
+    pub error: Option<&'static str>,
+}
+
+impl Found {
+    /// The host's form of it.
+    pub fn to_link(self) -> Enumeration {
+        let mut error = heapless::String::new();
+        for c in self.error.unwrap_or("").chars() {
+            if error.push(c).is_err() {
+                break;
+            }
+        }
+        Enumeration {
+            attempts: self.attempts,
+            chips_found: self.chips_found,
+            chip_id: self.chip_id,
+            up: self.error.is_none(),
+            error,
+        }
+    }
+}
+
 async fn bring_up(
     model: ChipModel,
     tx: BufferedUartTx,
     rx: BufferedUartRx,
     reset: &mut Output<'static>,
     frequency_khz: u32,
+    attempt: u32,
 ) -> Result<
     (ChainTx<BufferedUartTx>, ChainRx<BufferedUartRx>, InitConfig),
     (BufferedUartTx, BufferedUartRx, &'static str),
@@ -133,26 +171,42 @@ async fn bring_up(
     let init = options.init;
     let mut chain = Chain::new(model, tx, rx, Delay, UartBaud, options);
     let result = chain.init().await;
+    // What answered: the count is known once enumeration got through, or from its error.
+    let mut found = Found {
+        attempts: attempt,
+        chips_found: chain.chip_count(),
+        chip_id: (chain.chip_count() > 0).then(|| model.chip_id()),
+        error: None,
+    };
     let (tx, rx, _, _) = chain.split();
-    match result {
+    let outcome = match result {
         Ok(_) => Ok((tx, rx, init)),
         Err(e) => {
             reset.set_low();
             set_uart_baud(115_200);
-            Err((
-                tx.into_inner(),
-                rx.into_inner(),
-                match e {
-                    bm13xx::ChainError::NoChips => "no chip answered the chip-id read",
-                    bm13xx::ChainError::ChipCount { .. } => {
-                        "fewer chips answered than the board has"
-                    }
-                    bm13xx::ChainError::UnexpectedChip { .. } => "a chip reports another model",
-                    _ => "chain bring-up failed",
-                },
-            ))
+            let reason = match e {
+                bm13xx::ChainError::NoChips => "no chip answered the chip-id read",
+                bm13xx::ChainError::ChipCount { found: n, .. } => {
+                    found.chips_found = n;
+                    found.chip_id = Some(model.chip_id());
+                    "another number of chips answered than the board has"
+                }
+                bm13xx::ChainError::UnexpectedChip {
+                    index, found_id, ..
+                } => {
+                    // Enumeration stops at the stranger; it answered, so it counts.
+                    found.chips_found = index.saturating_add(1);
+                    found.chip_id = Some(found_id);
+                    "a chip reports another model"
+                }
+                _ => "chain bring-up failed",
+            };
+            found.error = Some(reason);
+            Err((tx.into_inner(), rx.into_inner(), reason))
         }
-    }
+    };
+    REPORTS.send(ChainReport::Enumerated(found)).await;
+    outcome
 }
 
 /// Write the PLL for `khz` to every chip.
@@ -190,6 +244,7 @@ pub async fn run(
     model: ChipModel,
 ) -> ! {
     let mut target = Target::Down;
+    let mut attempts: u32 = 0;
     loop {
         // Down: chips in reset until a bring-up is wanted.
         reset.set_low();
@@ -207,8 +262,9 @@ pub async fn run(
         // Commands and clock changes meant for an earlier chain are void.
         while COMMANDS.try_receive().is_ok() {}
         FREQUENCY.reset();
+        attempts = attempts.wrapping_add(1);
         let (mut chain_tx, mut chain_rx, init) =
-            match bring_up(model, tx, rx, &mut reset, frequency_khz).await {
+            match bring_up(model, tx, rx, &mut reset, frequency_khz, attempts).await {
                 Ok(up) => up,
                 Err((t, r, reason)) => {
                     (tx, rx) = (t, r);

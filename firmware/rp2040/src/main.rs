@@ -107,7 +107,7 @@ async fn main(spawner: Spawner) {
         Irqs,
         i2c_config,
     );
-    let mut power = power::power_stage(i2c, enable);
+    let (mut power, mut scanner) = power::power_stage(i2c, enable);
     // A rail a previous run left on (an MCU reset does not reset the regulator): OPERATION off,
     // and the CONTROL pin made authoritative, before anything else is on the bus.
     let _ = power.boot().await;
@@ -202,6 +202,9 @@ async fn main(spawner: Spawner) {
                 controller.on_register(&reply);
                 Actions::new()
             }
+            Either4::Second(ChainReport::Enumerated(found)) => {
+                controller.on_enumeration(found.to_link())
+            }
             Either4::Second(ChainReport::Up(generation)) => {
                 let actions = controller.on_chain_up(now, generation);
                 if matches!(
@@ -286,6 +289,13 @@ async fn main(spawner: Spawner) {
                     Ok(()) => None,
                     Err(e) => Some(controller.on_power_error(now_ms(), e.reason())),
                 },
+                Action::ScanI2c => {
+                    // About 25 ms at 100 kHz; a hung bus stops it at the first timeout, well
+                    // inside the watchdog's time.
+                    let found = hearth_board::i2c_scan::scan(&mut scanner).await;
+                    link::send(hearth_link::BoardToHost::I2cScan(found));
+                    None
+                }
                 Action::ClearRegulatorFaults => {
                     // A failure leaves the status latched; the controller then sees no
                     // healthy readings and tries again after its backoff.

@@ -134,8 +134,9 @@ impl FanPwm {
 }
 
 /// The power stage on the board's I²C bus: regulator limits from the board definition and the
-/// chip's envelope (boards/asics.toml), the enable pin already low.
-pub fn power_stage(i2c: Bus, enable: Output<'static>) -> Power {
+/// chip's envelope (boards/asics.toml), the enable pin already low. Also a device of its own on
+/// the same bus for the host's I²C scan (bounded by the same timeout).
+pub fn power_stage(i2c: Bus, enable: Output<'static>) -> (Power, Dev) {
     static BUS: StaticCell<Mutex<CriticalSectionRawMutex, Bus>> = StaticCell::new();
     let bus = BUS.init(Mutex::new(i2c));
     let device = || TimedI2c {
@@ -145,7 +146,7 @@ pub fn power_stage(i2c: Bus, enable: Output<'static>) -> Power {
     // `None` only on a board without the monitor: a fitted one that does not answer is a
     // failure, never "not fitted".
     let ina = board::INA260_ADDRESS.map(|a| Ina260::new(device(), a));
-    PowerStage::new(
+    let stage = PowerStage::new(
         Emc2101::new(
             device(),
             address(board::EMC2101_ADDRESS, emc2101::DEFAULT_ADDRESS),
@@ -164,5 +165,6 @@ pub fn power_stage(i2c: Bus, enable: Output<'static>) -> Power {
                 (board::THROTTLE_VR_MC / 1000) as i16,
             )
         },
-    )
+    );
+    (stage, device())
 }

@@ -75,36 +75,45 @@ impl Device for LinkDevice {
             let _ = stream.set_nodelay(true);
             return self.session(stream, &addr, ctx).await;
         }
-        let path = match &self.port {
-            Some(p) => p.clone(),
-            None => {
-                let found = find_boards(self.serial_number.as_deref())?;
-                match found.as_slice() {
-                    [(path, _)] => path.clone(),
-                    [] => bail!(
-                        "no Hearth board found on USB{}: is it plugged in and flashed?",
-                        self.serial_number
-                            .as_deref()
-                            .map(|s| format!(" with serial {s}"))
-                            .unwrap_or_default()
-                    ),
-                    many => bail!(
-                        "{} Hearth boards found ({}); set serial_number or port for each device",
-                        many.len(),
-                        many.iter()
-                            .map(|(p, s)| format!("{} ({s})", p.display()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                }
-            }
-        };
-        let name = path.display().to_string();
-        // CDC-ACM ignores the baud; any value opens the port.
-        let port = tokio_serial::SerialStream::open(&tokio_serial::new(&name, 115_200))
-            .with_context(|| format!("cannot open {name} (permissions: dialout group?)"))?;
+        let (port, name) = open_port(self.port.as_deref(), self.serial_number.as_deref())?;
         self.session(port, &name, ctx).await
     }
+}
+
+/// The board's serial port, opened: `port` if given, else the one Hearth board on USB (with
+/// `serial_number`, if given). Returns the port and its name for messages.
+pub fn open_port(
+    port: Option<&std::path::Path>,
+    serial_number: Option<&str>,
+) -> anyhow::Result<(tokio_serial::SerialStream, String)> {
+    let path = match port {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let found = find_boards(serial_number)?;
+            match found.as_slice() {
+                [(path, _)] => path.clone(),
+                [] => bail!(
+                    "no Hearth board found on USB{}: is it plugged in and flashed?",
+                    serial_number
+                        .map(|s| format!(" with serial {s}"))
+                        .unwrap_or_default()
+                ),
+                many => bail!(
+                    "{} Hearth boards found ({}); choose one by serial number or port",
+                    many.len(),
+                    many.iter()
+                        .map(|(p, s)| format!("{} ({s})", p.display()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+    };
+    let name = path.display().to_string();
+    // CDC-ACM ignores the baud; any value opens the port.
+    let stream = tokio_serial::SerialStream::open(&tokio_serial::new(&name, 115_200))
+        .with_context(|| format!("cannot open {name} (permissions: dialout group?)"))?;
+    Ok((stream, name))
 }
 
 struct Session<'a, W> {
@@ -364,7 +373,8 @@ impl LinkDevice {
                             }
                             BoardToHost::Hello(c) => share_bits = u32::from(c.share_bits),
                             BoardToHost::Log { level, text } => tracing::info!(device = %s.ctx.name, ?level, "board: {text}"),
-                            BoardToHost::Pong { .. } => {}
+                            // Self-test answers: this session never asks.
+                            BoardToHost::Pong { .. } | BoardToHost::I2cScan(_) | BoardToHost::Enumeration(_) => {}
                         }
                     }
                 }

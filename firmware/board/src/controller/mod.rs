@@ -24,7 +24,8 @@ use bm13xx::register::DEFAULT_VERSION_MASK;
 use bm13xx::verify::NonceVerifier;
 use heapless::{Deque, String, Vec};
 use hearth_link::{
-    BoardState, BoardToHost, Capabilities, ChipCounters, HostToBoard, LogLevel, WorkItem,
+    BoardState, BoardToHost, Capabilities, ChipCounters, Enumeration, HostToBoard, LogLevel,
+    WorkItem,
 };
 
 pub use crate::sensors::{InputPower, Reading, RegulatorReading, Sensors};
@@ -139,6 +140,9 @@ pub enum Action {
     SetCoreVoltage(u16),
     /// CLEAR_FAULTS on the regulator, before the board trusts its status again.
     ClearRegulatorFaults,
+    /// Probe the I²C bus ([`crate::i2c_scan::scan`]) and send the host a
+    /// [`BoardToHost::I2cScan`]: the host asked, for its bring-up self-test.
+    ScanI2c,
 }
 
 /// The actions of one event, with a count of any that did not fit.
@@ -294,6 +298,8 @@ pub struct Controller {
     boot_power_down: bool,
     actions_dropped: u32,
     actions_dropped_reported: u32,
+    /// What the last chain bring-up found, for the host's self-test.
+    enumeration: Enumeration,
 }
 
 fn text<const N: usize>(s: &str) -> String<N> {
@@ -372,6 +378,7 @@ impl Controller {
             boot_power_down: true,
             actions_dropped: 0,
             actions_dropped_reported: 0,
+            enumeration: Enumeration::default(),
         }
     }
 
@@ -490,7 +497,21 @@ impl Controller {
                 self.share_floor_bits = u32::from(bits.clamp(1, 32));
                 out.send(BoardToHost::Hello(self.capabilities()));
             }
+            HostToBoard::ScanI2c => out.push(Action::ScanI2c),
+            HostToBoard::GetEnumeration => {
+                out.send(BoardToHost::Enumeration(self.enumeration.clone()));
+            }
         }
+    }
+
+    /// What a chain bring-up found (sent before its [`Controller::on_chain_up`] or
+    /// [`Controller::on_chain_failed`]): kept for [`HostToBoard::GetEnumeration`] and passed on
+    /// to the host at once. A report from an abandoned power-up is still what answered.
+    pub fn on_enumeration(&mut self, enumeration: Enumeration) -> Actions {
+        let mut out = Out::default();
+        self.enumeration = enumeration.clone();
+        out.send(BoardToHost::Enumeration(enumeration));
+        self.finish(out)
     }
 
     /// Time passes: the boot PowerDown, host-silence and sensor watchdogs, fault recovery,

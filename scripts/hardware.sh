@@ -46,7 +46,7 @@ EOF
 
 failed=0
 # The committed schematics, netlists and README BOMs are what the descriptions generate.
-(cd schematics && python3 -m generate --check) || failed=1
+(cd schematics && /usr/bin/python3 -m generate --check) || failed=1
 
 for name in "${boards[@]}"; do
   dir="schematics/$name"

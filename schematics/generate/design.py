@@ -123,8 +123,9 @@ class Layout:
     grid: float = 0.25
     net_widths: dict = field(default_factory=dict)  # net -> track width
     route_first: list = field(default_factory=list)
-    unrouted: list = field(default_factory=list)  # nets left to a zone
-    zones: list = field(default_factory=list)  # {"net", "layer": "F"|"B", "polygon"?}
+    # Poured nets {"net", "layer": "F"|"B", "polygon"?}: not routed; each pad off the pour's
+    # layer gets a via down to it.
+    zones: list = field(default_factory=list)
     holes: list = field(default_factory=list)  # M3 mounting holes (x, y)
     texts: list = field(default_factory=list)  # (text, (x, y), size) on the top silkscreen
     keepouts: list = field(default_factory=list)  # ((layers), (x0, y0, x1, y1)): no tracks there

@@ -57,6 +57,8 @@ def pt(x, y):
 
 
 def build_board(design, layout, netlist_path, pcb_path, write_rules):
+    # Item ids from a fixed seed: regenerating an unchanged design gives an unchanged file.
+    pcbnew.KIID.SeedGenerator(1370)
     comps, nets = read_netlist(netlist_path)
     board = pcbnew.BOARD()
     board.SetCopperLayerCount(2)

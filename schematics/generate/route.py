@@ -98,7 +98,7 @@ class Router:
 
     # ------------------------------------------------------------------ obstacles
 
-    def add_rect(self, net, layers, rect, round_=False):
+    def add_rect(self, net, layers, rect):
         """A pad (or keepout, net BLOCKED) covering the axis-aligned rect on `layers`."""
         x0, y0, x1, y1 = rect
         for c in self.classes:
@@ -222,7 +222,6 @@ class Router:
             if la != lb:
                 self.add_via(net, self.xy(i % nx, i // nx))
                 continue
-            w = passable(la, i) and passable(la, j)
             w = width if (passable(la, i) == width and passable(la, j) == width) else narrow
             segs.append((la, i, j, w))
         merged = []

@@ -57,15 +57,12 @@ class Placed:
         longest_r = max((len(p.name) for p in right), default=0)
         width = max(10.16, math.ceil(((longest_l + longest_r) * 1.3 + 5.0) / 2.54) * 2.54)
         half_w = width / 2
-        half_h = (rows + 1) * 2.54 / 2
-        # Pins are 2.54 apart from the top row down; the body is centred on the origin.
+        # Pins are 2.54 apart from the top row down, centred on the origin: every pin end
+        # lands on KiCad's 1.27 mm connection grid.
         top = (rows - 1) * 2.54 / 2
-        top = math.floor(top / 2.54) * 2.54 if rows % 2 else top
         for side, pins in (("L", left), ("R", right)):
             y = top
             for p in pins:
-                if p.name != "":
-                    pass
                 x = -half_w - PIN_LEN if side == "L" else half_w + PIN_LEN
                 self.pins[p.number] = (x, y, 0 if side == "L" else 180)
                 y -= 2.54
@@ -75,7 +72,6 @@ class Placed:
             f"(rectangle (start {mm(-half_w)} {mm(top + 2.54)}) (end {mm(half_w)} {mm(lowest - 2.54)})"
             " (stroke (width 0.254) (type default)) (fill (type background)))"
         )
-        del half_h
 
     def _flag(self):
         number = self.sym.pins[0].number
@@ -142,7 +138,6 @@ def lib_symbol(lib: str, placed: Placed, indent: str = "\t\t") -> str:
     x0, y0, x1, y1 = placed.body
     ref_at = f"{mm(x0)} {mm(y0 + 1.27)} 0" if sym.kind == "box" else "2.54 1.27 0"
     val_at = f"{mm(x0)} {mm(y1 - 1.27)} 0" if sym.kind == "box" else "2.54 -1.27 0"
-    just = " (justify left)" if True else ""
     props = [
         ("Reference", sym.ref_prefix, ref_at, False),
         ("Value", sym.name, val_at, False),
@@ -151,7 +146,7 @@ def lib_symbol(lib: str, placed: Placed, indent: str = "\t\t") -> str:
         ("Description", sym.description, "0 0 0", True),
     ]
     for key, value, at, hidden in props:
-        eff = FONT_HIDDEN if hidden else f"(effects (font (size 1.27 1.27)){just})"
+        eff = FONT_HIDDEN if hidden else "(effects (font (size 1.27 1.27)) (justify left))"
         out.append(f"\t\t\t(property {q(key)} {q(value)} (at {at}) {eff})")
     out.append(f"\t\t\t(symbol {q(sym.name + '_0_1')}")
     for g in placed.graphics:

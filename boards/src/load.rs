@@ -306,6 +306,14 @@ const KNOWN_PARTS: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// The 7-bit addresses a part's strap options allow; `None` for a part without a driver.
+pub fn strap_addresses(part: &str) -> Option<&'static [u8]> {
+    KNOWN_PARTS
+        .iter()
+        .find(|(known, _)| *known == part)
+        .map(|(_, addresses)| *addresses)
+}
+
 impl Board {
     /// Parse and validate `path` against the envelopes in `asics`.
     pub fn load(path: &Path, asics: &BTreeMap<String, Asic>) -> Result<Board, BoardError> {

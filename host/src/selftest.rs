@@ -140,24 +140,6 @@ fn strap_name(part: &str) -> &'static str {
     }
 }
 
-/// The addresses a part's straps allow (the same table the board loader validates against,
-/// which it keeps private): where a misstrapped part turns up instead.
-fn strap_addresses(part: &str) -> &'static [u8] {
-    match part {
-        "INA260" => &[
-            0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D,
-            0x4E, 0x4F,
-        ],
-        "TPS546D24A" => &[
-            0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1D,
-            0x1E, 0x1F, 0x24,
-        ],
-        "EMC2101" => &[0x4C],
-        // Not a part with a driver: no guess.
-        _ => &[],
-    }
-}
-
 fn hex_list(addresses: &[u8]) -> String {
     if addresses.is_empty() {
         return "none".to_string();
@@ -288,9 +270,9 @@ fn judge_i2c(board: &Board, scan: Option<&I2cScan>) -> Vec<Check> {
     let mut advice = Vec::new();
     for &a in &unexpected {
         // A missing part whose straps allow this address is most likely what answers here.
-        let strayed = missing
-            .iter()
-            .find(|d| strap_addresses(&d.part).contains(&a));
+        let strayed = missing.iter().find(|d| {
+            hearth_boards::strap_addresses(&d.part).is_some_and(|allowed| allowed.contains(&a))
+        });
         advice.push(match strayed {
             Some(d) => format!(
                 "0x{a:02X} answers where {file} lists nothing: probably the {} meant for \

@@ -37,7 +37,7 @@ fn report(name: &str, mut v: Vec<f64>) {
 
 fn config_text(node: &RegtestNode, journal: &std::path::Path) -> String {
     let mut text = format!(
-        "[node]\nnetwork = \"regtest\"\nurl = \"{}\"\ncookie = \"{}\"\npoll_interval_secs = 5\n[payout]\naddress = \"{BURN}\"\n[journal]\ndir = \"{}\"\n",
+        "[node]\nnetwork = \"regtest\"\nurl = \"{}\"\ncookie = \"{}\"\npoll_interval_secs = 5\n[payout]\naddress = \"{BURN}\"\n[journal]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
         node.rpc_url(),
         node.cookie_path().display(),
         journal.display()

@@ -38,6 +38,12 @@ pub struct Config {
     /// A SOCKS5 proxy (Tor) for pools and, on request, the node.
     #[serde(default)]
     pub proxy: ProxyConfig,
+    /// `[api]`: the HTTP API, dashboard and metrics.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// `[notify]`: where to tell the operator about blocks and trouble.
+    #[serde(default)]
+    pub notify: NotifyConfig,
 }
 
 /// `[[pool]]`: an upstream Stratum V1 pool.
@@ -185,6 +191,37 @@ pub struct PayoutConfig {
     pub tag: String,
 }
 
+/// `[api]`: the HTTP API, the dashboard and `/metrics`, served by the daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `host:port`, or `"off"`. A non-loopback address is served, with a warning: anyone who
+    /// can reach it sees the miner's state (control needs the token).
+    #[serde(default = "defaults::api_listen")]
+    pub listen: String,
+    /// File holding the bearer token for the control endpoints; generated on first start when
+    /// absent (default: `api-token` in the journal directory).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: defaults::api_listen(),
+            token_file: None,
+        }
+    }
+}
+
+/// `[notify]`: JSON POSTs to a webhook on a found block (once the node has it on its active
+/// chain), a board fault, the node going down and a device lost.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// `http://` or `https://` URL.
+    pub webhook_url: Option<String>,
+}
+
 /// `[journal]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -277,6 +314,10 @@ pub enum DeviceConfig {
 
 mod defaults {
     use std::path::PathBuf;
+
+    pub fn api_listen() -> String {
+        "127.0.0.1:8080".to_string()
+    }
 
     use bm13xx::model::ChainBaud;
     pub fn poll_secs() -> f64 {
@@ -469,6 +510,12 @@ pub struct Validated {
     pub source_timing: crate::sources::SourceTiming,
     /// SOCKS5 proxy for the node's RPC.
     pub node_proxy: Option<String>,
+    /// Where the API listens; `None` when `[api] listen = "off"`.
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// The API token's file.
+    pub api_token_file: PathBuf,
+    /// The webhook, when configured.
+    pub webhook_url: Option<String>,
 }
 
 fn seconds(key: &str, value: f64, min: f64, max: f64) -> anyhow::Result<Duration> {
@@ -643,8 +690,42 @@ impl Config {
             sources,
             source_timing,
             node_proxy: if self.proxy.node { proxy } else { None },
+            api_listen: api_listen(&self.api.listen)?,
+            api_token_file: self
+                .api
+                .token_file
+                .clone()
+                .unwrap_or_else(|| self.journal.dir.join("api-token")),
+            webhook_url: webhook_url(self.notify.webhook_url.as_deref())?,
             config: self,
         })
+    }
+}
+
+/// `[api] listen`: an address to bind, or "off".
+fn api_listen(value: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value.trim().parse().map(Some).map_err(|_| {
+        anyhow::anyhow!(
+            "api.listen = {value:?}: give ip:port (\"127.0.0.1:8080\", \"0.0.0.0:8080\" for the LAN) or \"off\""
+        )
+    })
+}
+
+/// `[notify] webhook_url`: an http(s) URL.
+fn webhook_url(value: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(value) = value else { return Ok(None) };
+    let url = value.trim();
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(Some(url.to_string())),
+        _ => bail!(
+            "notify.webhook_url = {value:?}: give an http:// or https:// URL, e.g. \"http://127.0.0.1:9000/hearth\""
+        ),
     }
 }
 

@@ -444,7 +444,7 @@ async fn killing_the_daemon_between_find_and_submission_loses_nothing() {
     std::fs::write(
         &config_path,
         format!(
-            "[node]\nnetwork = \"regtest\"\nurl = \"{}\"\ncookie = \"{}\"\npoll_interval_secs = 0.5\nnode_loss_grace_secs = 60\nrpc_timeout_secs = 2\n[payout]\naddress = \"{address}\"\n[journal]\ndir = \"{}\"\n{devices}",
+            "[node]\nnetwork = \"regtest\"\nurl = \"{}\"\ncookie = \"{}\"\npoll_interval_secs = 0.5\nnode_loss_grace_secs = 60\nrpc_timeout_secs = 2\n[payout]\naddress = \"{address}\"\n[journal]\ndir = \"{}\"\n[api]\nlisten = \"127.0.0.1:0\"\n{devices}",
             node.rpc_url(),
             node.cookie_path().display(),
             journal.path().display()

@@ -187,6 +187,8 @@ pub fn config_text(node: &RegtestNode, address: &str, journal: &Path, devices: &
         tag = "/hearth test/"
         [journal]
         dir = "{journal}"
+        [api]
+        listen = "127.0.0.1:0"
         {devices}
         "#,
         chain = node.chain(),

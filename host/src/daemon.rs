@@ -105,6 +105,17 @@ impl Daemon {
         let pipeline = TaskTracker::new();
         let stats = Stats::default();
         let (events, _) = broadcast::channel(4096);
+        // Subscribed before anything publishes, so that a block the journal replay gets
+        // confirmed is announced too; flushed (or abandoned, logged) within 5 s of `cancel`.
+        if let Some(url) = &config.webhook_url {
+            let notifier = crate::notify::Notifier::new(
+                url,
+                config.network,
+                events.subscribe(),
+                cancel.clone(),
+            )?;
+            tracker.spawn(notifier.run());
+        }
         let (work_tx, work_rx) = watch::channel(None);
         let (tip_tx, tip_rx) = watch::channel::<Option<BlockHash>>(None);
         // With pools, the node is one work source of several and a selector forwards the

@@ -10,6 +10,7 @@ pub mod device;
 pub mod events;
 pub mod logging;
 pub mod node;
+pub mod notify;
 pub mod regtest;
 pub mod selftest;
 pub mod share;

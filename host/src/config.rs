@@ -11,10 +11,10 @@ use anyhow::{Context, bail};
 use bitcoin::{Address, Network, ScriptBuf};
 use bm13xx::ChipModel;
 use bm13xx::model::ChainBaud;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The Bitcoin Core node.
@@ -47,7 +47,7 @@ pub struct Config {
 }
 
 /// `[[pool]]`: an upstream Stratum V1 pool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     /// Name in logs and in `work.order` (default `pool0`, `pool1`, ...).
@@ -71,7 +71,7 @@ pub struct PoolConfig {
 }
 
 /// `[work]`: which source to mine on.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkConfig {
     /// Sources in order of preference: `node` and pool names (default: the node, then the pools
@@ -97,7 +97,7 @@ impl Default for WorkConfig {
 }
 
 /// `[proxy]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     /// SOCKS5 proxy `host:port`, e.g. Tor's `127.0.0.1:9050`. Names (`.onion` too) are
@@ -109,7 +109,7 @@ pub struct ProxyConfig {
 }
 
 /// `[stratum]`: Bitaxes, NerdMiners, cgminer devices and Antminers mine through Hearth.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StratumConfig {
     /// `host:port` to listen on, e.g. `0.0.0.0:3333`.
@@ -146,7 +146,7 @@ pub struct StratumConfig {
 }
 
 /// `[node]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// RPC URL; default `http://127.0.0.1:<network default port>`.
@@ -181,7 +181,7 @@ pub struct NodeConfig {
 }
 
 /// `[payout]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PayoutConfig {
     /// Address paid the whole block reward (P2PKH, P2SH, P2WPKH, P2WSH or P2TR).
@@ -192,7 +192,7 @@ pub struct PayoutConfig {
 }
 
 /// `[api]`: the HTTP API, the dashboard and `/metrics`, served by the daemon.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// `host:port`, or `"off"`. A non-loopback address is served, with a warning: anyone who
@@ -215,7 +215,7 @@ impl Default for ApiConfig {
 
 /// `[notify]`: JSON POSTs to a webhook on a found block (once the node has it on its active
 /// chain), a board fault, the node going down and a device lost.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     /// `http://` or `https://` URL.
@@ -223,7 +223,7 @@ pub struct NotifyConfig {
 }
 
 /// `[journal]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     /// Directory where every block candidate is written before it is submitted.
@@ -240,7 +240,7 @@ impl Default for JournalConfig {
 }
 
 /// `[[device]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum DeviceConfig {
     /// An emulated BM13xx chain driven through the real driver.

@@ -51,6 +51,8 @@ pub struct Daemon {
     pub journal: Journal,
     /// Where the Stratum server listens, when there is one.
     pub stratum_addr: Option<std::net::SocketAddr>,
+    /// Where the API and dashboard listen, unless `[api] listen = "off"`.
+    pub api_addr: Option<std::net::SocketAddr>,
     /// Stops the devices (the first step of a shutdown).
     stop_devices: CancellationToken,
     devices: TaskTracker,
@@ -97,6 +99,14 @@ impl Daemon {
             None => None,
         };
         let stratum_addr = stratum.as_ref().and_then(|s| s.local_addr().ok());
+        let api = match config.api_listen {
+            Some(addr) => Some((
+                crate::api::ApiServer::bind(addr).await?,
+                crate::api::load_or_create_token(&config.api_token_file)?,
+            )),
+            None => None,
+        };
+        let api_addr = api.as_ref().and_then(|(s, _)| s.local_addr().ok());
 
         let tracker = TaskTracker::new();
         let stop_devices = CancellationToken::new();
@@ -117,6 +127,22 @@ impl Daemon {
             tracker.spawn(notifier.run());
         }
         let (work_tx, work_rx) = watch::channel(None);
+        // What the devices mine: the work, unless the operator paused them through the API.
+        let (pause_tx, pause_rx) = watch::channel(false);
+        let (device_work_tx, device_work_rx) = watch::channel(None);
+        tracker.spawn(gate_work(
+            work_rx.clone(),
+            pause_rx,
+            device_work_tx,
+            cancel.clone(),
+        ));
+        let status = crate::api::StatusBoard::default();
+        tracker.spawn(crate::api::status::track(
+            status.clone(),
+            events.subscribe(),
+            work_rx.clone(),
+            cancel.clone(),
+        ));
         let (tip_tx, tip_rx) = watch::channel::<Option<BlockHash>>(None);
         // With pools, the node is one work source of several and a selector forwards the
         // chosen one's work; without, the node's work goes to the devices directly.
@@ -256,13 +282,14 @@ impl Daemon {
         let ids = Arc::new(AtomicU64::new(1));
         let mut sims = Vec::new();
         let mut boards = Vec::new();
+        let mut board_settings = std::collections::HashMap::new();
         for (index, device) in config.config.devices.iter().enumerate() {
             let (name, kind) = device_name(index, device);
             let stats_index = stats.add_device(&name);
             let ctx = DeviceContext {
                 index: stats_index,
                 name: name.clone(),
-                work: work_rx.clone(),
+                work: device_work_rx.clone(),
                 found: crate::device::ResultSender::new(found_tx.clone(), stats.clone()),
                 factory: JobFactory::new(index as u16, ids.clone(), BIP320_MASK),
                 stats: stats.clone(),
@@ -326,12 +353,15 @@ impl Daemon {
                     share_floor_bits,
                     ..
                 } => {
+                    let (settings_tx, settings_rx) = watch::channel(Default::default());
+                    board_settings.insert(name.clone(), settings_tx);
                     let device = crate::device::link::LinkDevice {
                         port: port.clone(),
                         serial_number: serial_number.clone(),
                         tcp: tcp.clone(),
                         share_floor_bits: *share_floor_bits,
                         telemetry: handle_telemetry.clone(),
+                        settings: Some(settings_rx),
                     };
                     devices.spawn(supervise(device, ctx));
                 }
@@ -353,7 +383,7 @@ impl Daemon {
         if let Some(server) = stratum {
             // A device like the others: stopped first at shutdown, its last shares queued.
             devices.spawn(server.run(
-                work_rx.clone(),
+                device_work_rx.clone(),
                 crate::device::ResultSender::new(found_tx.clone(), stats.clone()),
                 stats.clone(),
                 events.clone(),
@@ -362,6 +392,25 @@ impl Daemon {
             ));
         }
         drop(found_tx);
+        if let Some((server, token)) = api {
+            let state = crate::api::ApiState {
+                stats: stats.clone(),
+                status,
+                journal: journal.clone(),
+                config: Arc::new(crate::api::redacted_config(&config.config)),
+                token: Arc::new(token),
+                pause: Arc::new(pause_tx),
+                boards: Arc::new(board_settings),
+                events: events.clone(),
+                network: config.config.node.network.clone(),
+                started: std::time::Instant::now(),
+                cancel: cancel.clone(),
+            };
+            if let Some(addr) = api_addr {
+                tracing::info!(dashboard = %format!("http://{addr}/"), "API, dashboard and /metrics");
+            }
+            tracker.spawn(server.run(state, cancel.clone()));
+        }
         tracker.spawn(report_periodically(stats.clone(), cancel.clone()));
         tracker.close();
         devices.close();
@@ -374,6 +423,7 @@ impl Daemon {
             boards,
             journal,
             stratum_addr,
+            api_addr,
             stop_devices,
             devices,
             drain,
@@ -517,6 +567,28 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Forwards the work to the devices, or nothing while the operator has them paused.
+async fn gate_work(
+    mut work: watch::Receiver<Option<Arc<TemplateWork>>>,
+    mut paused: watch::Receiver<bool>,
+    devices: watch::Sender<Option<Arc<TemplateWork>>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let next = if *paused.borrow_and_update() {
+            None
+        } else {
+            work.borrow_and_update().clone()
+        };
+        devices.send_replace(next);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = work.changed() => if changed.is_err() { return },
+            changed = paused.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 async fn report_periodically(stats: Stats, cancel: CancellationToken) {

@@ -30,6 +30,22 @@ pub struct DemoArgs {
     /// about two blocks a second on regtest.
     #[arg(long, default_value_t = 32768.0)]
     pub hashrate: f64,
+    /// Where the dashboard and API listen; when 127.0.0.1:8080 is taken the demo picks a free
+    /// port and says which.
+    #[arg(long)]
+    pub api: Option<String>,
+}
+
+/// The demo's API address: the one asked for, else 8080 on loopback when it is free, else any
+/// free port (another hearth may be running).
+fn demo_api_listen(asked: Option<&str>) -> String {
+    if let Some(a) = asked {
+        return a.to_string();
+    }
+    match std::net::TcpListener::bind("127.0.0.1:8080") {
+        Ok(_) => "127.0.0.1:8080".into(),
+        Err(_) => "127.0.0.1:0".into(),
+    }
 }
 
 fn fresh_address() -> anyhow::Result<Address> {
@@ -65,6 +81,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tag = "/hearth demo/"
         [journal]
         dir = "{journal}"
+        [api]
+        listen = "{api}"
         [[device]]
         kind = "sim"
         name = "board0"
@@ -79,10 +97,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         model = args.model,
         chips = args.chips,
         hashrate = args.hashrate,
+        api = demo_api_listen(args.api.as_deref()),
     );
     let config = crate::config::Config::parse(&text)?.validate()?;
     println!("paying {address}");
     let daemon = Daemon::start(config).await?;
+    if let Some(addr) = daemon.api_addr {
+        println!(
+            "dashboard: http://{addr}/  (API: http://{addr}/api/status, metrics: http://{addr}/metrics)"
+        );
+    }
     let mut events = daemon.events.subscribe();
     let started = Instant::now();
     let mut accepted = 0u32;

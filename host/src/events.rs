@@ -113,9 +113,66 @@ pub enum Event {
     },
 }
 
-/// The hash-rate estimate's window, and the buckets it is kept in.
-const RECENT_WINDOW: Duration = Duration::from_secs(300);
-const RECENT_BUCKET: Duration = Duration::from_secs(10);
+/// Work in 10-second buckets over the last 10 minutes and 1-minute buckets over the last hour:
+/// bounded whatever the share rate (a Stratum miner at a tiny difficulty sends thousands of
+/// shares a second), about 2 KB per device.
+const FINE_BUCKET: Duration = Duration::from_secs(10);
+const FINE_WINDOW: Duration = Duration::from_secs(600);
+const COARSE_BUCKET: Duration = Duration::from_secs(60);
+const COARSE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Work done over time, for hash rates over 1 minute, 10 minutes and 1 hour.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rate {
+    fine: VecDeque<(Instant, f64)>,
+    coarse: VecDeque<(Instant, f64)>,
+    since: Option<Instant>,
+}
+
+impl Rate {
+    /// Count `hashes` of work done at `now`.
+    pub fn add(&mut self, now: Instant, hashes: f64) {
+        self.since.get_or_insert(now);
+        for (buckets, width, window) in [
+            (&mut self.fine, FINE_BUCKET, FINE_WINDOW),
+            (&mut self.coarse, COARSE_BUCKET, COARSE_WINDOW),
+        ] {
+            match buckets.back_mut() {
+                Some((start, work)) if now.saturating_duration_since(*start) < width => {
+                    *work += hashes
+                }
+                _ => buckets.push_back((now, hashes)),
+            }
+            while buckets
+                .front()
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > window)
+            {
+                buckets.pop_front();
+            }
+        }
+    }
+
+    /// Hashes per second over the last `window` (at most an hour), counted from the first work
+    /// if that is more recent; 0 until a second of history exists.
+    pub fn per_second(&self, now: Instant, window: Duration) -> f64 {
+        let Some(since) = self.since else { return 0.0 };
+        let span = window.min(now.saturating_duration_since(since));
+        if span < Duration::from_secs(1) {
+            return 0.0;
+        }
+        let buckets = if window <= FINE_WINDOW {
+            &self.fine
+        } else {
+            &self.coarse
+        };
+        let work: f64 = buckets
+            .iter()
+            .filter(|(t, _)| now.saturating_duration_since(*t) <= window)
+            .map(|(_, w)| w)
+            .sum();
+        work / span.as_secs_f64()
+    }
+}
 
 /// Counters for one chip.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -124,6 +181,60 @@ pub struct ChipStats {
     pub shares: u64,
     /// Hashes that did not meet the chip's threshold.
     pub hardware_errors: u64,
+    /// Results for replaced work.
+    pub stale: u64,
+    /// Results seen before.
+    pub duplicates: u64,
+    /// Work in accepted shares, expected hashes.
+    pub work_hashes: f64,
+    /// Work over time.
+    pub rate: Rate,
+}
+
+/// A board's latest measurements (link devices), as the API and metrics show them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BoardReadings {
+    /// Board state (Starting, Hashing, Throttled, Idle, Safe).
+    pub state: String,
+    /// Chip temperature, °C.
+    pub asic_temp_c: Option<f64>,
+    /// Board temperature, °C.
+    pub board_temp_c: Option<f64>,
+    /// Regulator temperature, °C.
+    pub vr_temp_c: Option<f64>,
+    /// Fan duty, percent.
+    pub fan_percent: u8,
+    /// Fan speed.
+    pub fan_rpm: Option<u32>,
+    /// Core voltage, V.
+    pub vcore_v: Option<f64>,
+    /// Core current, A.
+    pub vcore_a: Option<f64>,
+    /// Input voltage, V.
+    pub input_v: Option<f64>,
+    /// Input power, W.
+    pub input_w: Option<f64>,
+    /// Hash clock, MHz.
+    pub frequency_mhz: f64,
+}
+
+impl From<&hearth_link::Telemetry> for BoardReadings {
+    fn from(t: &hearth_link::Telemetry) -> Self {
+        let milli = |v: i32| f64::from(v) / 1000.0;
+        BoardReadings {
+            state: format!("{:?}", t.state),
+            asic_temp_c: t.asic_temp_mc.map(milli),
+            board_temp_c: t.board_temp_mc.map(milli),
+            vr_temp_c: t.vr_temp_mc.map(milli),
+            fan_percent: t.fan_percent,
+            fan_rpm: t.fan_rpm,
+            vcore_v: t.vcore_mv.map(|v| f64::from(v) / 1000.0),
+            vcore_a: t.vcore_ma.map(|v| f64::from(v) / 1000.0),
+            input_v: t.input_mv.map(|v| f64::from(v) / 1000.0),
+            input_w: t.input_mw.map(|v| f64::from(v) / 1000.0),
+            frequency_mhz: f64::from(t.frequency_khz) / 1000.0,
+        }
+    }
 }
 
 /// Counters for one device.
@@ -158,7 +269,12 @@ pub struct DeviceStats {
     /// The device has really stopped hashing (set by the driver once the chips are stopped,
     /// not when it was asked to).
     pub paused: bool,
-    recent: VecDeque<(Instant, f64)>,
+    /// Unix time of the best share.
+    pub best_at: Option<u64>,
+    /// Latest board measurements (link devices).
+    pub board: Option<BoardReadings>,
+    /// Work over time.
+    pub rate: Rate,
 }
 
 impl DeviceStats {
@@ -168,23 +284,18 @@ impl DeviceStats {
         self.work_hashes += hashes;
         if difficulty > self.best_difficulty {
             self.best_difficulty = difficulty;
+            self.best_at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs());
         }
-        if let Some(chip) = chip {
-            self.chip(chip).shares += 1;
-        }
-        // Work in 10-second buckets over the last five minutes: bounded whatever the share
-        // rate (a Stratum miner at a tiny difficulty sends thousands a second).
         let now = Instant::now();
-        match self.recent.back_mut() {
-            Some((start, work)) if now.duration_since(*start) < RECENT_BUCKET => *work += hashes,
-            _ => self.recent.push_back((now, hashes)),
-        }
-        while self
-            .recent
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > RECENT_WINDOW)
-        {
-            self.recent.pop_front();
+        self.rate.add(now, hashes);
+        if let Some(chip) = chip {
+            let c = self.chip(chip);
+            c.shares += 1;
+            c.work_hashes += hashes;
+            c.rate.add(now, hashes);
         }
     }
 
@@ -199,14 +310,8 @@ impl DeviceStats {
 
     /// Hash rate estimated from the shares of the last five minutes, hashes per second.
     pub fn hashrate(&self) -> f64 {
-        let Some((first, _)) = self.recent.front() else {
-            return 0.0;
-        };
-        let span = first.elapsed().as_secs_f64();
-        if span < 1.0 {
-            return 0.0;
-        }
-        self.recent.iter().map(|(_, h)| h).sum::<f64>() / span
+        self.rate
+            .per_second(Instant::now(), Duration::from_secs(300))
     }
 }
 

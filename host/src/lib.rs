@@ -2,6 +2,7 @@
 //!
 //! The binary is a thin shell over this library; see `docs/architecture.md` for the data flow.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -16,6 +17,7 @@ pub mod selftest;
 pub mod share;
 pub mod sim_chain;
 pub mod sources;
+pub mod status_cli;
 pub mod stratum;
 pub mod submit;
 pub mod template;

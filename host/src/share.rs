@@ -266,7 +266,12 @@ impl ShareChecker {
             };
             let current_tip = *self.tip.borrow();
             match ledger.check(&found, current_tip) {
-                Checked::Duplicate => self.stats.update(found.device, |d| d.duplicates += 1),
+                Checked::Duplicate => self.stats.update(found.device, |d| {
+                    d.duplicates += 1;
+                    if let Some(chip) = found.chip {
+                        d.chip(chip).duplicates += 1;
+                    }
+                }),
                 Checked::VersionOutsideMask => {
                     tracing::warn!(device = %found.device_name, version = format_args!("{:#010x}", found.version),
                         "result rolls version bits outside the mask; dropped");
@@ -388,7 +393,12 @@ impl ShareChecker {
 
     fn count_share(&self, found: &Found, hash: &BlockHash, stale: bool) {
         if stale {
-            self.stats.update(found.device, |d| d.stale += 1);
+            self.stats.update(found.device, |d| {
+                d.stale += 1;
+                if let Some(chip) = found.chip {
+                    d.chip(chip).stale += 1;
+                }
+            });
             return;
         }
         let work = found.threshold.hashes;

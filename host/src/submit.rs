@@ -38,6 +38,19 @@ pub struct JournalEntry {
     pub block: String,
 }
 
+/// A journalled block without its bytes (for listings).
+#[derive(Debug, Clone, Deserialize)]
+pub struct JournalSummary {
+    /// Height.
+    pub height: u32,
+    /// Block hash (display hex).
+    pub hash: String,
+    /// Device that found it.
+    pub device: String,
+    /// Unix time it was found.
+    pub found_at: u64,
+}
+
 /// Where a journalled block ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -203,6 +216,27 @@ impl Journal {
             .join(outcome.dir())
             .join(Self::file_name(height, hash))
             .exists()
+    }
+
+    /// The newest `limit` blocks filed under `outcome` (highest first), without their bytes.
+    /// Unreadable files are skipped: a listing never fails the caller.
+    pub fn list(&self, outcome: Outcome, limit: usize) -> Vec<JournalSummary> {
+        let Ok(dir) = fs::read_dir(self.root.join(outcome.dir())) else {
+            return Vec::new();
+        };
+        let mut names: Vec<_> = dir
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        // File names start with the zero-padded height: newest last.
+        names.sort();
+        names
+            .iter()
+            .rev()
+            .take(limit)
+            .filter_map(|p| serde_json::from_slice(&fs::read(p).ok()?).ok())
+            .collect()
     }
 
     /// Entries in an outcome directory (tests, status).

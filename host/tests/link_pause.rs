@@ -123,6 +123,7 @@ async fn no_work_pauses_the_board_and_work_resumes_it() {
         tcp: Some(addr),
         share_floor_bits: None,
         telemetry: Arc::new(Mutex::new(None)),
+        settings: None,
     };
     let running = tokio::spawn(async move { device.run(&mut ctx).await });
     let count = |f: fn(&HostToBoard) -> bool| seen.lock().unwrap().iter().filter(|m| f(m)).count();
@@ -178,4 +179,81 @@ async fn no_work_pauses_the_board_and_work_resumes_it() {
         count(|m| matches!(m, HostToBoard::Pause)) == pauses + 1
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_settings_reach_the_board_at_once_and_again_after_a_reconnect() {
+    use hearth::device::link::BoardSettings;
+    let node = common::node(&[]).await;
+    let rpc = node.rpc().unwrap();
+    let work = common::regtest_work(&rpc, b"/link/").await;
+    let stats = Stats::default();
+    let index = stats.add_device("board");
+    let (_work_tx, work_rx) = watch::channel(Some(work));
+    let (found_tx, _found_rx) = mpsc::channel(64);
+    let (settings_tx, settings_rx) = watch::channel(BoardSettings::default());
+
+    // Two sessions, one after the other, as after an unplug and replug.
+    for session in 0..2 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(stand_in_board(listener, seen.clone()));
+        let cancel = CancellationToken::new();
+        let mut ctx = DeviceContext {
+            index,
+            name: "board".into(),
+            work: work_rx.clone(),
+            found: ResultSender::new(found_tx.clone(), stats.clone()),
+            factory: JobFactory::new(0, Arc::new(AtomicU64::new(1)), BIP320_MASK),
+            stats: stats.clone(),
+            events: broadcast::channel(64).0,
+            cancel: cancel.clone(),
+        };
+        let mut device = LinkDevice {
+            port: None,
+            serial_number: None,
+            tcp: Some(addr),
+            share_floor_bits: None,
+            telemetry: Arc::new(Mutex::new(None)),
+            settings: Some(settings_rx.clone()),
+        };
+        let running = tokio::spawn(async move { device.run(&mut ctx).await });
+        let has = |m: HostToBoard| {
+            let seen = seen.clone();
+            move || seen.lock().unwrap().contains(&m)
+        };
+        if session == 0 {
+            wait_for("work sent", || !seen.lock().unwrap().is_empty()).await;
+            settings_tx.send_modify(|s| s.frequency_khz = Some(500_000));
+            wait_for(
+                "SetFrequency",
+                has(HostToBoard::SetFrequency { khz: 500_000 }),
+            )
+            .await;
+            settings_tx.send_modify(|s| s.voltage_mv = Some(1_200));
+            wait_for("SetVoltage", has(HostToBoard::SetVoltage { mv: 1_200 })).await;
+            settings_tx.send_modify(|s| s.fan_percent = Some(Some(80)));
+            wait_for("SetFan", has(HostToBoard::SetFan { percent: Some(80) })).await;
+        } else {
+            // A fresh connection gets every setting again, before any work.
+            wait_for("settings replayed", || {
+                let seen = seen.lock().unwrap();
+                let first_work = seen.iter().position(|m| matches!(m, HostToBoard::Work(_)));
+                let set = |m: &HostToBoard| seen.iter().position(|x| x == m);
+                match (
+                    first_work,
+                    set(&HostToBoard::SetFrequency { khz: 500_000 }),
+                    set(&HostToBoard::SetVoltage { mv: 1_200 }),
+                    set(&HostToBoard::SetFan { percent: Some(80) }),
+                ) {
+                    (Some(w), Some(f), Some(v), Some(p)) => f < w && v < w && p < w,
+                    _ => false,
+                }
+            })
+            .await;
+        }
+        cancel.cancel();
+        running.await.unwrap().unwrap();
+    }
 }

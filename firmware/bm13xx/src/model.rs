@@ -102,6 +102,14 @@ impl<'de> serde::Deserialize<'de> for ChainBaud {
     }
 }
 
+/// Written as the nominal baud, the same number the configuration gives.
+#[cfg(feature = "serde")]
+impl serde::Serialize for ChainBaud {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(self.nominal())
+    }
+}
+
 /// A nonce reply decoded for a specific model (docs §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NonceReply {

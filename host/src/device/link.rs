@@ -17,6 +17,7 @@ use hearth_link::{
     BoardToHost, Capabilities, FrameDecoder, HostToBoard, MAX_FRAME, Telemetry, WorkItem, encode,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 
 use super::{Device, DeviceContext, STOP_CHIPS_AFTER};
 use crate::events::Event;
@@ -36,6 +37,48 @@ pub struct LinkDevice {
     pub share_floor_bits: Option<u8>,
     /// Latest telemetry, shared with the daemon.
     pub telemetry: Arc<Mutex<Option<Telemetry>>>,
+    /// Operator settings (the API's frequency, voltage and fan controls); applied on every
+    /// connection and whenever they change.
+    pub settings: Option<watch::Receiver<BoardSettings>>,
+}
+
+/// What the operator set for a board; `None` leaves the board's own choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BoardSettings {
+    /// Hash clock, kHz.
+    pub frequency_khz: Option<u32>,
+    /// Core voltage, mV.
+    pub voltage_mv: Option<u16>,
+    /// `Some(None)`: the board's own fan control; `Some(Some(p))`: fixed at p %.
+    pub fan_percent: Option<Option<u8>>,
+}
+
+impl BoardSettings {
+    /// The link messages that apply these settings.
+    pub fn messages(&self) -> Vec<HostToBoard> {
+        let mut out = Vec::new();
+        if let Some(khz) = self.frequency_khz {
+            out.push(HostToBoard::SetFrequency { khz });
+        }
+        if let Some(mv) = self.voltage_mv {
+            out.push(HostToBoard::SetVoltage { mv });
+        }
+        if let Some(percent) = self.fan_percent {
+            out.push(HostToBoard::SetFan { percent });
+        }
+        out
+    }
+}
+
+/// Waits for new settings; never returns when there is no settings channel (or it closed).
+async fn settings_changed(settings: &mut Option<watch::Receiver<BoardSettings>>) -> BoardSettings {
+    if let Some(rx) = settings
+        && rx.changed().await.is_ok()
+    {
+        return *rx.borrow_and_update();
+    }
+    *settings = None;
+    std::future::pending().await
 }
 
 /// Serial ports of boards this daemon knows (VID/PID from the built-in board definitions).
@@ -241,6 +284,13 @@ impl LinkDevice {
                 .resize(usize::from(caps.chip_count), Default::default())
         });
 
+        let mut settings = self.settings.clone();
+        if let Some(rx) = settings.as_mut() {
+            let current = *rx.borrow_and_update();
+            for m in current.messages() {
+                s.send(&m).await?;
+            }
+        }
         let depth = usize::from(caps.queue_depth).max(1);
         let mut work = s.ctx.work.borrow_and_update().clone();
         // With no work the chips must stop for real: Pause switches the board's hash clock off
@@ -309,6 +359,12 @@ impl LinkDevice {
                         pause_sent = true;
                     }
                 }
+                new = settings_changed(&mut settings) => {
+                    tracing::info!(device = %s.ctx.name, ?new, "applying the operator's settings");
+                    for m in new.messages() {
+                        s.send(&m).await?;
+                    }
+                }
                 _ = ping.tick() => {
                     seq = seq.wrapping_add(1);
                     s.send(&HostToBoard::Ping { seq }).await?;
@@ -362,7 +418,11 @@ impl LinkDevice {
                                 // its hash clock is off.
                                 let paused = pause_sent
                                     && matches!(t.state, hearth_link::BoardState::Idle | hearth_link::BoardState::Safe);
-                                s.ctx.stats.update(s.ctx.index, |d| d.paused = paused);
+                                let readings = crate::events::BoardReadings::from(&t);
+                                s.ctx.stats.update(s.ctx.index, |d| {
+                                    d.paused = paused;
+                                    d.board = Some(readings);
+                                });
                                 if let Ok(mut slot) = self.telemetry.lock() {
                                     *slot = Some(t);
                                 }

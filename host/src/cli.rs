@@ -37,6 +37,9 @@ pub enum Command {
     },
     /// Serve an emulated BM13xx chip chain on a TCP port (for the firmware emulator and tests).
     SimChain(crate::sim_chain::SimChainArgs),
+    /// List the Hearth boards and USB serial adapters plugged in, each with the `[[device]]`
+    /// section that mines with it.
+    Devices,
     /// Hearth board tools.
     Board {
         /// What to do with the board.
@@ -62,7 +65,7 @@ pub enum ConfigCommand {
         /// Configuration file.
         #[arg(long, default_value = "hearth.toml")]
         config: PathBuf,
-        /// Do not contact the node.
+        /// Do not contact the node, nor send the webhook a test notification.
         #[arg(long)]
         offline: bool,
     },
@@ -80,6 +83,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
+        Command::Devices => {
+            let ports = crate::device_list::ports()?;
+            print!(
+                "{}",
+                crate::device_list::report(&ports, &hearth_boards::builtin_usb_ids())
+            );
+            Ok(())
+        }
         Command::Board {
             command: BoardCommand::Selftest(args),
         } => runtime()?.block_on(crate::selftest::run(args)),
@@ -133,6 +144,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect();
                 println!("  work     {}", order.join(", then "));
             }
+            // Local checks: no node needed.
+            let mut warnings = Vec::new();
+            if let Some(addr) = validated.api_listen {
+                for found in [
+                    crate::preflight::check_api_listen(addr)?,
+                    crate::preflight::check_token_file(&validated.api_token_file)?,
+                ] {
+                    found.ok.iter().for_each(|line| println!("  {line}"));
+                    warnings.extend(found.warnings);
+                }
+            } else {
+                println!("  api      off");
+            }
+            if let Some(url) = &validated.webhook_url {
+                crate::notify::check_url(url)?;
+                println!("  notify   {url}");
+            }
+            // Loud, and last before the node's checks, so that they are not scrolled away.
+            for warning in &warnings {
+                eprintln!("WARNING: {warning}");
+            }
             if offline {
                 return Ok(());
             }
@@ -162,6 +194,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     "  journal {} is writable",
                     validated.config.journal.dir.display()
                 );
+                if let Some(url) = &validated.webhook_url {
+                    let answer = crate::preflight::test_webhook(url, validated.network).await?;
+                    println!("  {answer}");
+                }
                 println!("configuration OK");
                 Ok(())
             })

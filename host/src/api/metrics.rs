@@ -338,6 +338,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_grafana_dashboard_uses_only_metrics_that_exist() {
+        let dashboard = include_str!("../../../docs/grafana/hearth-dashboard.json");
+        let source = include_str!("metrics.rs");
+        let mut checked = 0;
+        for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("hearth_") && word != "hearth_" {
+                assert!(
+                    source.contains(&format!("\"{word}\"")),
+                    "docs/grafana/hearth-dashboard.json uses {word}, which /metrics does not export"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 10, "{checked} metric references");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
         assert_eq!(escape("x\ny"), "x\\ny");

@@ -25,6 +25,9 @@ pub struct ChainInfo {
     /// Still syncing.
     #[serde(rename = "initialblockdownload")]
     pub initial_block_download: bool,
+    /// Estimated share of the chain verified, 0 to 1.
+    #[serde(rename = "verificationprogress", default)]
+    pub verification_progress: f64,
     /// The signet's block challenge, hex (only on signet).
     #[serde(default)]
     pub signet_challenge: Option<String>,
@@ -84,25 +87,60 @@ pub async fn wait_ready(
     if !info.initial_block_download || mine_during_ibd(network, &info) {
         return Ok(info);
     }
+    // A sync takes hours to days: one line a minute, with an ETA from the rate so far.
+    let first = (tokio::time::Instant::now(), info.verification_progress);
     tracing::info!(
-        blocks = info.blocks,
-        headers = info.headers,
-        "node is in initial block download; waiting"
+        "node is in initial block download; mining starts when it ends. {}",
+        ibd_progress(&info, None)
     );
+    let mut last_log = first.0;
     loop {
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(15)).await;
         let info: ChainInfo = rpc
             .call("getblockchaininfo", json!([]))
             .await
             .context("waiting out initial block download")?;
         if !info.initial_block_download || mine_during_ibd(network, &info) {
+            tracing::info!(blocks = info.blocks, "node finished initial block download");
             return Ok(info);
         }
-        tracing::info!(
-            blocks = info.blocks,
-            headers = info.headers,
-            "still in initial block download"
-        );
+        let now = tokio::time::Instant::now();
+        if now.duration_since(last_log) >= Duration::from_secs(60) {
+            last_log = now;
+            let rate =
+                (info.verification_progress - first.1) / now.duration_since(first.0).as_secs_f64();
+            tracing::info!("node syncing: {}", ibd_progress(&info, Some(rate)));
+        }
+    }
+}
+
+/// One line on a sync: blocks of headers, verification progress, and the time left at `rate`
+/// (progress per second) when there is one.
+pub fn ibd_progress(info: &ChainInfo, rate: Option<f64>) -> String {
+    let done = info.verification_progress.clamp(0.0, 1.0);
+    let mut line = format!(
+        "block {} of {} headers, {:.2}% verified",
+        info.blocks,
+        info.headers,
+        done * 100.0
+    );
+    match rate {
+        Some(rate) if rate > 0.0 => {
+            let secs = ((1.0 - done) / rate).min(1e9) as u64;
+            line.push_str(&format!(", about {} left", human_duration(secs)));
+        }
+        Some(_) => line.push_str(", no progress measured yet"),
+        None => {}
+    }
+    line
+}
+
+fn human_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86_400 => format!("{} h {} min", secs / 3600, secs / 60 % 60),
+        _ => format!("{} d {} h", secs / 86_400, secs / 3600 % 24),
     }
 }
 
@@ -259,8 +297,29 @@ mod tests {
             headers,
             bestblockhash: String::new(),
             initial_block_download: true,
+            verification_progress: 0.5,
             signet_challenge: challenge.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn sync_progress_in_one_line() {
+        let i = info("main", 812_000, 850_000, None);
+        assert_eq!(
+            ibd_progress(&i, None),
+            "block 812000 of 850000 headers, 50.00% verified"
+        );
+        // 1% in 10 minutes: the other 50% in 500 minutes.
+        assert_eq!(
+            ibd_progress(&i, Some(0.01 / 600.0)),
+            "block 812000 of 850000 headers, 50.00% verified, about 8 h 20 min left"
+        );
+        assert_eq!(
+            ibd_progress(&i, Some(0.0)),
+            "block 812000 of 850000 headers, 50.00% verified, no progress measured yet"
+        );
+        assert_eq!(human_duration(59), "59 s");
+        assert_eq!(human_duration(3 * 86_400 + 7200), "3 d 2 h");
     }
 
     #[test]

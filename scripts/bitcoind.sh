@@ -51,13 +51,34 @@ cmake -S "$WORK/src/bitcoin" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release \
 
 log "building bitcoind (about 13 minutes on 2 cores, once per machine; log: $WORK/build.log)"
 JOBS="$(nproc)"
+
+# One line for the build's last step ("[ 45%] Building CXX object ..." from make, "[312/690]
+# ..." from ninja): percent done, minutes so far, minutes left at the rate so far, the file.
+progress() { # <build log> <seconds so far>
+  local line pct step left=""
+  line=$(grep -aE '^\[ *[0-9]+(%|/[0-9]+)\]' "$1" | tail -1 || true)
+  if [[ $line =~ ^\[\ *([0-9]+)%\] ]]; then
+    pct=${BASH_REMATCH[1]}
+  elif [[ $line =~ ^\[([0-9]+)/([0-9]+)\] ]]; then
+    pct=$(( BASH_REMATCH[1] * 100 / BASH_REMATCH[2] ))
+  fi
+  pct=${pct:-0}
+  ((pct > 0 && pct < 100)) && left=", about $(( ($2 * (100 - pct) / pct + 59) / 60 )) min left"
+  step=$(sed -E 's/^\[[^]]*\] //; s/^Building CXX object //; s#CMakeFiles/[^/]*\.dir/##; s/\.o$//' <<<"$line")
+  echo "building: ${pct}% after $(( $2 / 60 )) min${left}${step:+ ($step)}"
+}
+
 ( cmake --build "$WORK/build" -j "$JOBS" --target bitcoind bitcoin-cli >"$WORK/build.log" 2>&1 ) &
 pid=$!
 start=$(date +%s)
+last=$start
+# Checked every 2 s (a quick rebuild is not held up), said once a minute.
 while kill -0 "$pid" 2>/dev/null; do
-  sleep 30
-  pct=$(grep -o '^\[ *[0-9]*%\]' "$WORK/build.log" | tail -1 | tr -dc 0-9 || true)
-  log "still building: ${pct:-0}% after $(( $(date +%s) - start ))s"
+  sleep 2
+  now=$(date +%s)
+  ((now - last >= 60)) || continue
+  last=$now
+  log "$(progress "$WORK/build.log" $((now - start)))"
 done
 wait "$pid" || { log "build failed; see $WORK/build.log"; tail -40 "$WORK/build.log" >&2; exit 1; }
 

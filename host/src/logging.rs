@@ -1,10 +1,117 @@
-//! Logging: `tracing` to stderr, filtered by `HEARTH_LOG` (then `RUST_LOG`), default `info`.
+//! Logging: `tracing`, filtered by `HEARTH_LOG` (then `RUST_LOG`), default `info`.
+//!
+//! Three outputs: human-readable lines on stderr (a terminal), JSON lines on stderr (log
+//! shippers), and journald (under systemd, so that `journalctl -p warning` and field matches
+//! work). `auto` picks journald only when systemd connected our stderr to the journal: a
+//! `hearth` started by hand from a shell inside a service's environment still prints lines.
+
+use std::fmt;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// `--log-format` (`HEARTH_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// journald when systemd connected stderr to the journal, else human.
+    #[default]
+    Auto,
+    /// Lines for people, on stderr.
+    Human,
+    /// One JSON object per line, on stderr.
+    Json,
+    /// Native journald entries (priority from the level, fields as journal fields).
+    Journald,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Auto => "auto",
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+            LogFormat::Journald => "journald",
+        })
+    }
+}
+
+/// The logging options, added to every subcommand by `main` (global).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log output: human (lines), json (one object per line), journald (native entries), or
+    /// auto: journald when systemd connects stderr to the journal, else human.
+    #[arg(
+        long,
+        global = true,
+        env = "HEARTH_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Auto
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Where the events actually go, once `auto` has been decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Human-readable lines on stderr.
+    Human,
+    /// JSON lines on stderr.
+    Json,
+    /// The journal's native socket.
+    Journald,
+}
+
+/// Decide the output. `journal_stream` is `$JOURNAL_STREAM` ("<device>:<inode>" of the stream
+/// systemd connected to the journal) and `stderr` the device and inode of our fd 2. systemd
+/// passes the variable down to children, whose stderr may well be something else (a pipe, a
+/// terminal), so the variable alone does not prove the journal reads our stderr.
+pub fn select(
+    format: LogFormat,
+    journal_stream: Option<&str>,
+    stderr: Option<(u64, u64)>,
+) -> Output {
+    match format {
+        LogFormat::Human => Output::Human,
+        LogFormat::Json => Output::Json,
+        LogFormat::Journald => Output::Journald,
+        LogFormat::Auto => {
+            let connected = journal_stream
+                .and_then(parse_journal_stream)
+                .is_some_and(|stream| Some(stream) == stderr);
+            if connected {
+                Output::Journald
+            } else {
+                Output::Human
+            }
+        }
+    }
+}
+
+/// `"<device>:<inode>"`, both decimal, as systemd.exec(5) documents `JOURNAL_STREAM`.
+fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
+    let (dev, ino) = value.trim().split_once(':')?;
+    Some((dev.parse().ok()?, ino.parse().ok()?))
+}
+
+/// Device and inode of stderr (fstat on a duplicate of fd 2; no unsafe code needed).
+#[cfg(unix)]
+fn stderr_identity() -> Option<(u64, u64)> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+    let meta = std::fs::File::from(fd).metadata().ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn stderr_identity() -> Option<(u64, u64)> {
+    None
+}
 
 /// Install the global subscriber. `verbose` raises the default level to debug; `quiet` lowers it
 /// to warnings (the demo prints its own lines).
-pub fn init(verbose: bool, quiet: bool) {
+pub fn init(format: LogFormat, verbose: bool, quiet: bool) {
     let default = if verbose {
         "hearth=debug,bm13xx=debug,info"
     } else if quiet {
@@ -12,13 +119,117 @@ pub fn init(verbose: bool, quiet: bool) {
     } else {
         "info"
     };
-    let filter = std::env::var("HEARTH_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
+    let filter = || {
+        std::env::var("HEARTH_LOG")
+            .or_else(|_| std::env::var("RUST_LOG"))
+            .ok()
+            .and_then(|f| EnvFilter::try_new(f).ok())
+            .unwrap_or_else(|| EnvFilter::new(default))
+    };
+    let journal_stream = std::env::var("JOURNAL_STREAM").ok();
+    let output = select(format, journal_stream.as_deref(), stderr_identity());
+    match output {
+        Output::Human => human(filter()),
+        Output::Json => {
+            let _ = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter())
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        Output::Journald => {
+            if let Err(e) = journald(filter()) {
+                // Logs must go somewhere: a missing journal socket (a container, a chroot)
+                // should not stop the daemon.
+                human(filter());
+                tracing::warn!(
+                    "cannot open the journald socket ({e}); logging human-readable lines to stderr"
+                );
+            }
+        }
+    }
+}
+
+fn human(filter: EnvFilter) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(unix)]
+fn journald(filter: EnvFilter) -> std::io::Result<()> {
+    // SYSLOG_IDENTIFIER "hearth" whatever the binary was invoked as, and fields without the
+    // default "F" prefix: `journalctl -u hearth DEVICE=board0`.
+    let layer = tracing_journald::layer()?
+        .with_syslog_identifier("hearth".into())
+        .with_field_prefix(None);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .try_init();
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn journald(_filter: EnvFilter) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "journald exists only on Linux",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STDERR: Option<(u64, u64)> = Some((8, 123456));
+
+    #[test]
+    fn explicit_formats_win() {
+        for stream in [None, Some("8:123456"), Some("garbage")] {
+            assert_eq!(select(LogFormat::Human, stream, STDERR), Output::Human);
+            assert_eq!(select(LogFormat::Json, stream, STDERR), Output::Json);
+            assert_eq!(
+                select(LogFormat::Journald, stream, STDERR),
+                Output::Journald
+            );
+        }
+    }
+
+    #[test]
+    fn auto_is_journald_only_when_stderr_is_the_journal_stream() {
+        assert_eq!(
+            select(LogFormat::Auto, Some("8:123456"), STDERR),
+            Output::Journald
+        );
+        assert_eq!(
+            select(LogFormat::Auto, Some("8:123456\n"), STDERR),
+            Output::Journald
+        );
+        // Not under systemd.
+        assert_eq!(select(LogFormat::Auto, None, STDERR), Output::Human);
+        // Inherited from a service, but stderr was redirected (another inode, another device).
+        assert_eq!(
+            select(LogFormat::Auto, Some("8:999"), STDERR),
+            Output::Human
+        );
+        assert_eq!(
+            select(LogFormat::Auto, Some("9:123456"), STDERR),
+            Output::Human
+        );
+        // stderr closed or not inspectable.
+        assert_eq!(
+            select(LogFormat::Auto, Some("8:123456"), None),
+            Output::Human
+        );
+        // Malformed values.
+        for bad in ["", "8", "8:", ":123456", "x:y", "8:123456:1", "-8:123456"] {
+            assert_eq!(
+                select(LogFormat::Auto, Some(bad), STDERR),
+                Output::Human,
+                "{bad:?}"
+            );
+        }
+    }
 }

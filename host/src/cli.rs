@@ -40,6 +40,8 @@ pub enum Command {
     /// List the Hearth boards and USB serial adapters plugged in, each with the `[[device]]`
     /// section that mines with it.
     Devices,
+    /// The running daemon's state (node, work, hash rate, blocks, devices), from its API.
+    Status(crate::status_cli::StatusArgs),
     /// Hearth board tools.
     Board {
         /// What to do with the board.
@@ -83,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Demo(args) => runtime()?.block_on(crate::demo::run(args)),
+        Command::Status(args) => runtime()?.block_on(crate::status_cli::run(args)),
         Command::Devices => {
             let ports = crate::device_list::ports()?;
             print!(

@@ -199,7 +199,45 @@ async fn every_endpoint_answers_while_mining() {
         "no CDN, no outside links"
     );
 
+    // `hearth status` reads the same API for a terminal.
+    let base = api.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["status", "--api", &base])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("hearth on regtest"), "{text}");
+    assert!(text.contains("node        up"), "{text}");
+    assert!(text.contains("on the node's active chain"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("board0")), "{text}");
+
     daemon.shutdown().await;
+
+    // With the daemon gone, it says where it looked and what to check.
+    let base = api.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["status", "--api", &base])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no hearth daemon answers at") && err.contains(&api.base),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -326,6 +326,9 @@ async fn get_log(State(state): State<ApiState>) -> Json<Vec<status::LogLine>> {
     Json(state.status.log())
 }
 
+/// Devices in each live snapshot (all of them are at `/api/devices`).
+pub const SNAPSHOT_DEVICES: usize = 100;
+
 /// Live updates: `status`, `devices` every 2 s and `event` lines as they happen.
 async fn events(
     State(state): State<ApiState>,
@@ -334,13 +337,26 @@ async fn events(
         let state = state.clone();
         move |_| {
             let now = Instant::now();
-            let devices: Vec<DeviceView> = state
+            let mut devices: Vec<(usize, DeviceView)> = state
                 .stats
                 .snapshot()
                 .iter()
                 .map(|d| DeviceView::new(d, now))
+                .enumerate()
                 .collect();
-            let body = serde_json::json!({ "status": status_view(&state), "devices": devices });
+            // A server with thousands of Stratum miners would otherwise push megabytes every
+            // two seconds to each open dashboard: the busiest devices, in their usual order,
+            // and the count.
+            let total = devices.len();
+            devices.sort_by(|a, b| b.1.hashrate_10m.total_cmp(&a.1.hashrate_10m));
+            devices.truncate(SNAPSHOT_DEVICES);
+            devices.sort_by_key(|(i, _)| *i);
+            let devices: Vec<DeviceView> = devices.into_iter().map(|(_, d)| d).collect();
+            let body = serde_json::json!({
+                "status": status_view(&state),
+                "devices": devices,
+                "devices_total": total,
+            });
             Ok(SseEvent::default().event("snapshot").data(body.to_string()))
         }
     });

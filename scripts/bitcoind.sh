@@ -27,8 +27,15 @@ command -v g++ >/dev/null || need_pkgs+=(g++)
 if ((${#need_pkgs[@]})); then
   log "installing Debian packages: ${need_pkgs[*]}"
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >&2
+  # apt's own output only when it fails (stdout carries the binary's path).
+  aptlog="$(mktemp)"
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      --no-install-recommends "${need_pkgs[@]}"; } >"$aptlog" 2>&1; then
+    tail -30 "$aptlog" >&2
+    log "apt-get could not install ${need_pkgs[*]}"
+    exit 1
+  fi
+  rm -f "$aptlog"
 fi
 
 WORK="$CACHE/build-bitcoind-$VERSION"

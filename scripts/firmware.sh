@@ -15,11 +15,11 @@ log() { echo "[firmware] $*" >&2; }
 rustup target add thumbv6m-none-eabi >/dev/null 2>&1
 if ! command -v elf2uf2-rs >/dev/null; then
   log "installing elf2uf2-rs (UF2 converter, crates.io, ~30 s once)"
-  cargo install --locked elf2uf2-rs --no-default-features >&2
+  cargo install --locked --quiet elf2uf2-rs --no-default-features >&2
 fi
 export CARGO_TARGET_DIR="${HEARTH_CACHE:-$HOME/.cache/hearth}/target-rp2040"
 log "building for board $board (first build about 2 minutes)"
-(cd firmware/rp2040 && HEARTH_BOARD="$board" cargo build --release --locked >&2)
+(cd firmware/rp2040 && HEARTH_BOARD="$board" cargo build --release --locked --quiet >&2)
 elf="$CARGO_TARGET_DIR/thumbv6m-none-eabi/release/hearth-rp2040"
 out="$root/target/firmware"
 mkdir -p "$out"

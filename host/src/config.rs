@@ -714,17 +714,22 @@ fn api_listen(value: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
     })
 }
 
-/// `[notify] webhook_url`: an http(s) URL.
+/// `[notify] webhook_url`: http:// only: the daemon's HTTP client carries no TLS (docs/notifications.md: use a
+/// receiver or relay on this machine or the LAN).
 fn webhook_url(value: Option<&str>) -> anyhow::Result<Option<String>> {
     let Some(value) = value else { return Ok(None) };
     let url = value.trim();
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    match rest {
+    if url.starts_with("https://") {
+        bail!(
+            "notify.webhook_url = {value:?}: this build of hearth has no TLS, so it cannot POST to \
+             https:// URLs; give an http:// URL (a receiver or relay on this machine or your LAN, \
+             see docs/notifications.md)"
+        );
+    }
+    match url.strip_prefix("http://") {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(Some(url.to_string())),
         _ => bail!(
-            "notify.webhook_url = {value:?}: give an http:// or https:// URL, e.g. \"http://127.0.0.1:9000/hearth\""
+            "notify.webhook_url = {value:?}: give an http:// URL, e.g. \"http://127.0.0.1:9000/hearth\""
         ),
     }
 }
@@ -1017,6 +1022,45 @@ mod tests {
                 .to_string()
                 .contains("payout.address")
         );
+    }
+
+    #[test]
+    fn the_api_listens_on_loopback_by_default_and_can_be_turned_off() {
+        let v = Config::parse(GOOD).unwrap().validate().unwrap();
+        assert_eq!(v.api_listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(v.api_token_file, defaults::journal_dir().join("api-token"));
+        let off = format!("{GOOD}\n[api]\nlisten = \"off\"\n");
+        assert_eq!(
+            Config::parse(&off).unwrap().validate().unwrap().api_listen,
+            None
+        );
+        let bad = format!("{GOOD}\n[api]\nlisten = \"localhost\"\n");
+        let e = Config::parse(&bad)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("api.listen") && e.contains("ip:port"), "{e}");
+    }
+
+    #[test]
+    fn the_webhook_must_be_plain_http() {
+        let with = |url: &str| {
+            Config::parse(&format!("{GOOD}\n[notify]\nwebhook_url = \"{url}\"\n"))
+                .unwrap()
+                .validate()
+        };
+        assert_eq!(
+            with("http://127.0.0.1:9000/hearth")
+                .unwrap()
+                .webhook_url
+                .as_deref(),
+            Some("http://127.0.0.1:9000/hearth")
+        );
+        let e = with("https://ntfy.sh/mine").unwrap_err().to_string();
+        assert!(e.contains("no TLS") && e.contains("http://"), "{e}");
+        let e = with("ntfy.sh/mine").unwrap_err().to_string();
+        assert!(e.contains("notify.webhook_url"), "{e}");
     }
 
     #[test]

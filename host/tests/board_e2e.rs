@@ -114,6 +114,31 @@ async fn the_firmware_in_the_emulator_mines_regtest_blocks_for_the_daemon() {
         telemetry.chips[0].nonces >= 10 && telemetry.chips[0].errors == 0,
         "{telemetry:?}"
     );
+    // What the API, dashboard and metrics show: the board's readings and its efficiency.
+    let api = daemon.api_addr.expect("the API listens");
+    let devices: serde_json::Value = reqwest::get(format!("http://{api}/api/devices"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown = &devices[0];
+    assert_eq!(shown["kind"], "board", "{shown}");
+    assert!(shown["board"]["asic_temp_c"].as_f64().is_some(), "{shown}");
+    assert!(shown["board"]["vcore_v"].as_f64().unwrap() > 1.0, "{shown}");
+    assert!(shown["board"]["input_w"].as_f64().is_some(), "{shown}");
+    assert_eq!(shown["board"]["frequency_mhz"], 525.0);
+    let metrics = reqwest::get(format!("http://{api}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hearth_board_temperature_celsius{device=")
+            && metrics.contains("sensor=\"asic\""),
+        "{metrics}"
+    );
 
     // Unplug: the daemon reports the device gone and keeps running. Plug in again (a fresh
     // boot): it reconnects and the board mines again.

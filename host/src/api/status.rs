@@ -68,6 +68,7 @@ pub struct StatusBoard {
 struct Inner {
     status: NodeStatus,
     log: VecDeque<LogLine>,
+    operator_paused: bool,
 }
 
 impl StatusBoard {
@@ -120,20 +121,27 @@ impl StatusBoard {
     /// Record the work the devices now have.
     pub fn set_work(&self, work: Option<&TemplateWork>) {
         let mut inner = self.lock();
+        let operator_paused = inner.operator_paused;
         let s = &mut inner.status;
         match work {
             Some(w) => {
-                s.node_up = true;
-                s.node_error = None;
-                s.paused = None;
+                // Work from a pool says nothing about the node.
+                match &w.upstream {
+                    None => {
+                        s.node_up = true;
+                        s.node_error = None;
+                        s.work_source = "node".into();
+                    }
+                    Some(u) => s.work_source = u.pool.clone(),
+                }
+                if !operator_paused {
+                    s.paused = None;
+                }
                 s.height = Some(w.template.height);
                 s.tip = Some(w.template.prev_blockhash.to_string());
                 s.template_time = Some(unix_now());
                 s.transactions = w.template.transactions.len();
                 s.network_difficulty = Some(w.template.target.difficulty_float());
-                if w.upstream.is_none() && s.work_source.is_empty() {
-                    s.work_source = "node".into();
-                }
             }
             None => {
                 if s.paused.is_none() {
@@ -146,6 +154,7 @@ impl StatusBoard {
     /// Mark an operator pause or resume.
     pub fn set_operator_pause(&self, paused: bool) {
         let mut inner = self.lock();
+        inner.operator_paused = paused;
         inner.status.paused = paused.then(|| "paused by the operator".to_string());
     }
 }

@@ -33,6 +33,11 @@ HEARTH_BITCOIND="$(scripts/bitcoind.sh)"
 export HEARTH_BITCOIND
 echo "$HEARTH_BITCOIND"
 
+step "headless Chromium for the dashboard's browser test (Debian's chromium, installed once)"
+HEARTH_CHROMIUM="$(scripts/chromium.sh)"
+export HEARTH_CHROMIUM
+echo "$HEARTH_CHROMIUM"
+
 step "KiCad 9 (from bookworm-backports): ERC, DRC, netlists and fab outputs of schematics/"
 hardware=0
 scripts/hardware.sh || hardware=$?

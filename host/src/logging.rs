@@ -151,9 +151,12 @@ pub fn init(format: LogFormat, verbose: bool, quiet: bool) {
 }
 
 fn human(filter: EnvFilter) {
+    use std::io::IsTerminal;
+    // Colours only on a terminal: not in a file, a pipe or the journal (the journald fallback).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

@@ -78,6 +78,9 @@ HEARTH_BIN="$(pwd)/target/debug/hearth"
 export HEARTH_BIN
 (cd firmware/emu && npm test)
 
+step "Debian packages: amd64 and arm64 (cross-built), each checked; the unit through systemd-analyze"
+scripts/package.sh
+
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 if [[ "$FUZZ_SECONDS" -gt 0 ]]; then
   command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz

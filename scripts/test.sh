@@ -83,7 +83,10 @@ scripts/package.sh
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 if [[ "$FUZZ_SECONDS" -gt 0 ]]; then
-  command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+  if ! command -v cargo-fuzz >/dev/null; then
+    echo "installing cargo-fuzz (cargo install --locked, once per machine)"
+    cargo install --locked --quiet cargo-fuzz
+  fi
   for target in firmware/bm13xx/fuzz:response_decoder firmware/link/fuzz:frame_decoder; do
     dir="${target%%:*}"; name="${target##*:}"
     step "fuzz $name for ${FUZZ_SECONDS}s"

@@ -576,8 +576,10 @@ async fn gate_work(
     devices: watch::Sender<Option<Arc<TemplateWork>>>,
     cancel: CancellationToken,
 ) {
+    // Without the API nobody holds the pause switch: then it is simply never paused.
+    let mut switch_open = true;
     loop {
-        let next = if *paused.borrow_and_update() {
+        let next = if switch_open && *paused.borrow_and_update() {
             None
         } else {
             work.borrow_and_update().clone()
@@ -586,7 +588,7 @@ async fn gate_work(
         tokio::select! {
             _ = cancel.cancelled() => return,
             changed = work.changed() => if changed.is_err() { return },
-            changed = paused.changed() => if changed.is_err() { return },
+            changed = paused.changed(), if switch_open => if changed.is_err() { switch_open = false },
         }
     }
 }

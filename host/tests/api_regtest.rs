@@ -390,3 +390,31 @@ async fn metrics_parse_as_prometheus_text_and_the_stream_sends_snapshots() {
         .await
         .expect("shutdown with a live stream open");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_api_off_the_devices_still_mine() {
+    let node = common::node(&[]).await;
+    let journal = tempfile::tempdir().unwrap();
+    let (address, _) = common::address("P2WPKH");
+    let text = common::config_text(
+        &node,
+        &address.to_string(),
+        journal.path(),
+        &common::sim_device("board0", 2, 0.0, 0),
+    )
+    .replace("listen = \"127.0.0.1:0\"", "listen = \"off\"");
+    let config = hearth::config::Config::parse(&text)
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(config.api_listen, None);
+    let daemon = Daemon::start(config).await.unwrap();
+    assert_eq!(daemon.api_addr, None);
+    let mut events = daemon.events.subscribe();
+    common::accepted_blocks(&mut events, 2, Duration::from_secs(120)).await;
+    assert!(
+        !journal.path().join("api-token").exists(),
+        "no token without an API"
+    );
+    daemon.shutdown().await;
+}

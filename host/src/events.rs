@@ -192,7 +192,7 @@ pub struct ChipStats {
 }
 
 /// A board's latest measurements (link devices), as the API and metrics show them.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct BoardReadings {
     /// Board state (Starting, Hashing, Throttled, Idle, Safe).
     pub state: String,

@@ -17,6 +17,19 @@ struct Api {
 }
 
 impl Api {
+    /// Runs `hearth status` against this API.
+    async fn status_command(&self) -> std::process::Output {
+        let base = self.base.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+                .args(["status", "--api", &base])
+                .output()
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    }
+
     async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .http
@@ -200,15 +213,7 @@ async fn every_endpoint_answers_while_mining() {
     );
 
     // `hearth status` reads the same API for a terminal.
-    let base = api.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(["status", "--api", &base])
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let out = api.status_command().await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -223,15 +228,7 @@ async fn every_endpoint_answers_while_mining() {
     daemon.shutdown().await;
 
     // With the daemon gone, it says where it looked and what to check.
-    let base = api.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(["status", "--api", &base])
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let out = api.status_command().await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

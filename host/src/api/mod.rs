@@ -197,7 +197,7 @@ pub fn router(state: ApiState) -> Router {
         resume, set_frequency, set_voltage, set_fan
     ),
     components(schemas(
-        StatusView, status::NodeStatus, DeviceView, ChipView, BoardView, SharesView, BestShare,
+        StatusView, status::NodeStatus, DeviceView, ChipView, crate::events::BoardReadings, SharesView, BestShare,
         BlocksView, BlockView, status::LogLine, ErrorView, FrequencyRequest, VoltageRequest,
         FanRequest, ControlView
     )),

@@ -56,51 +56,6 @@ pub struct StatusView {
     pub blocks_accepted: u64,
 }
 
-/// A board's measurements.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct BoardView {
-    /// Starting, Hashing, Throttled, Idle or Safe.
-    pub state: String,
-    /// Chip temperature, °C.
-    pub asic_temp_c: Option<f64>,
-    /// Board temperature, °C.
-    pub board_temp_c: Option<f64>,
-    /// Regulator temperature, °C.
-    pub vr_temp_c: Option<f64>,
-    /// Fan duty, percent.
-    pub fan_percent: u8,
-    /// Fan speed, RPM.
-    pub fan_rpm: Option<u32>,
-    /// Core voltage, V.
-    pub vcore_v: Option<f64>,
-    /// Core current, A.
-    pub vcore_a: Option<f64>,
-    /// Input voltage, V.
-    pub input_v: Option<f64>,
-    /// Input power, W.
-    pub input_w: Option<f64>,
-    /// Hash clock, MHz.
-    pub frequency_mhz: f64,
-}
-
-impl From<&BoardReadings> for BoardView {
-    fn from(b: &BoardReadings) -> Self {
-        BoardView {
-            state: b.state.clone(),
-            asic_temp_c: b.asic_temp_c,
-            board_temp_c: b.board_temp_c,
-            vr_temp_c: b.vr_temp_c,
-            fan_percent: b.fan_percent,
-            fan_rpm: b.fan_rpm,
-            vcore_v: b.vcore_v,
-            vcore_a: b.vcore_a,
-            input_v: b.input_v,
-            input_w: b.input_w,
-            frequency_mhz: b.frequency_mhz,
-        }
-    }
-}
-
 /// One chip of a board.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChipView {
@@ -189,7 +144,7 @@ pub struct DeviceView {
     /// Stopped hashing.
     pub paused: bool,
     /// Board measurements (Hearth boards).
-    pub board: Option<BoardView>,
+    pub board: Option<BoardReadings>,
     /// Efficiency: input power over the last 10 minutes' hash rate, joules per terahash.
     pub joules_per_terahash: Option<f64>,
     /// Per chip.
@@ -237,7 +192,7 @@ impl DeviceView {
             best_difficulty: d.best_difficulty,
             best_at: d.best_at,
             paused: d.paused,
-            board: d.board.as_ref().map(BoardView::from),
+            board: d.board.clone(),
             joules_per_terahash: joules_per_terahash(watts, hashrate_10m),
             chips: d
                 .chips

@@ -11,6 +11,7 @@ fixed seed, so an unchanged design gives byte-identical files).
 """
 
 import filecmp
+import fnmatch
 import os
 import shutil
 import sys
@@ -23,6 +24,9 @@ from .readme import update_readme
 from .sch import write_schematic, write_symbol_lib
 
 BOARDS = {m.TITLE: m for m in (bridge, hashboard)}
+# KiCad's per-user state, written as a side effect of saving a board and ignored by git
+# (.gitignore): never part of what --check compares, or a clean checkout would fail it.
+USER_STATE = ("out", "__pycache__", "*.kicad_prl", "fp-info-cache", "*-backups")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -65,13 +69,15 @@ def check():
     descriptions generate."""
     with tempfile.TemporaryDirectory() as scratch:
         copy = os.path.join(scratch, "schematics")
-        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns("out", "__pycache__", "*.kicad_pcb", "*.kicad_prl"))
+        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*USER_STATE, "*.kicad_pcb"))
         write_libraries(copy)
         for name in BOARDS:
             generate(name, copy)
         stale = []
         for directory, _, files in os.walk(copy):
             for f in files:
+                if any(fnmatch.fnmatch(f, pattern) for pattern in USER_STATE):
+                    continue
                 fresh = os.path.join(directory, f)
                 committed = os.path.join(ROOT, os.path.relpath(fresh, copy))
                 if not os.path.exists(committed) or not filecmp.cmp(fresh, committed, shallow=False):

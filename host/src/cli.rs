@@ -42,6 +42,13 @@ pub enum Command {
     Devices,
     /// The running daemon's state (node, work, hash rate, blocks, devices), from its API.
     Status(crate::status_cli::StatusArgs),
+    /// A Hearth pool (`[pool.coordinator]`, `[pool.member]`): audit its ledger, print this
+    /// member's key.
+    Pool {
+        /// What to do.
+        #[command(subcommand)]
+        command: PoolCommand,
+    },
     /// Hearth board tools.
     Board {
         /// What to do with the board.
@@ -57,6 +64,17 @@ pub enum BoardCommand {
     /// chain, temperatures and voltages against boards/<id>.toml. Exits non-zero unless every
     /// check passes.
     Selftest(crate::selftest::SelftestArgs),
+}
+
+/// `hearth pool ...`.
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Fetch the coordinator's ledger and check all of it: the hash chain, every share's proof
+    /// of work, every round's payout list recomputed, every coinbase against its round. Exits
+    /// 0 only if every check passes.
+    Audit(crate::pool::cli::AuditArgs),
+    /// Print this member's public key (for the coordinator's member list), making it if needed.
+    Key(crate::pool::cli::KeyArgs),
 }
 
 /// `hearth config ...`.
@@ -97,6 +115,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Board {
             command: BoardCommand::Selftest(args),
         } => runtime()?.block_on(crate::selftest::run(args)),
+        Command::Pool {
+            command: PoolCommand::Key(args),
+        } => crate::pool::cli::key(args),
+        Command::Pool {
+            command: PoolCommand::Audit(args),
+        } => {
+            if runtime()?.block_on(crate::pool::cli::audit(args))? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
         Command::Config {
             command: ConfigCommand::Check { config, offline },
         } => {

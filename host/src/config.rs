@@ -29,9 +29,11 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     /// The Stratum V1 server for miners on the network (none without the section).
     pub stratum: Option<StratumConfig>,
-    /// Upstream pools (Stratum V1), as work sources besides the node.
-    #[serde(default, rename = "pool")]
-    pub pools: Vec<PoolConfig>,
+    /// `[[pool]]`: upstream pools (Stratum V1), as work sources besides the node; or
+    /// `[pool.coordinator]` / `[pool.member]`: a Hearth pool over Tor (then upstream pools,
+    /// if any, are `[[pool.upstream]]`).
+    #[serde(default)]
+    pub pool: PoolSection,
     /// The order of work sources and failover timing.
     #[serde(default)]
     pub work: WorkConfig,
@@ -44,6 +46,122 @@ pub struct Config {
     /// `[notify]`: where to tell the operator about blocks and trouble.
     #[serde(default)]
     pub notify: NotifyConfig,
+}
+
+/// The `pool` key. TOML cannot make one key both an array of tables (`[[pool]]`, the upstream
+/// Stratum pools, which came first) and a table (`[pool.coordinator]`), so both spellings are
+/// read: `[[pool]]` alone, or the table form with `[[pool.upstream]]` beside the Hearth pool.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PoolSection {
+    /// Upstream Stratum V1 pools.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<PoolConfig>,
+    /// `[pool.coordinator]`: this daemon runs a Hearth pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<CoordinatorConfig>,
+    /// `[pool.member]`: this daemon mines in a Hearth pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<MemberConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolTable {
+    #[serde(default)]
+    upstream: Vec<PoolConfig>,
+    coordinator: Option<CoordinatorConfig>,
+    member: Option<MemberConfig>,
+}
+
+impl<'de> Deserialize<'de> for PoolSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = toml::Value::deserialize(d)?;
+        match value {
+            toml::Value::Array(_) => value
+                .try_into::<Vec<PoolConfig>>()
+                .map(|upstream| PoolSection {
+                    upstream,
+                    ..PoolSection::default()
+                })
+                .map_err(|e| D::Error::custom(format!("[[pool]]: {}", e.message()))),
+            toml::Value::Table(_) => value
+                .try_into::<PoolTable>()
+                .map(|t| PoolSection {
+                    upstream: t.upstream,
+                    coordinator: t.coordinator,
+                    member: t.member,
+                })
+                .map_err(|e| D::Error::custom(format!("[pool]: {}", e.message()))),
+            _ => Err(D::Error::custom(
+                "pool: write [[pool]] sections (upstream Stratum pools), or [pool.coordinator] / [pool.member] (a Hearth pool)",
+            )),
+        }
+    }
+}
+
+/// `[pool.coordinator]`: run a Hearth pool whose members build their own blocks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// `host:port` members connect to (publish it as an onion service: docs/pool.md).
+    pub listen: String,
+    /// The share ledger (default `<journal.dir>/pool-ledger.jsonl`).
+    pub ledger: Option<PathBuf>,
+    /// Who may mine in the pool: `{ name = "alice", key = "<64 hex: the member's public key>" }`.
+    #[serde(default)]
+    pub members: Vec<PoolMemberEntry>,
+    /// A member's first share difficulty.
+    #[serde(default = "defaults::pool_start_difficulty")]
+    pub start_difficulty: f64,
+    /// Lowest share difficulty vardiff may set (default: the start difficulty).
+    pub min_difficulty: Option<f64>,
+    /// Highest share difficulty vardiff may set.
+    pub max_difficulty: Option<f64>,
+    /// Shares per minute vardiff aims for, per member.
+    #[serde(default = "defaults::pool_shares_per_minute")]
+    pub shares_per_minute: f64,
+    /// The PPLNS window, in blocks' worth of work at the network's difficulty.
+    #[serde(default = "defaults::window_blocks")]
+    pub window_blocks: u32,
+    /// Seconds between payout lists while shares come in.
+    #[serde(default = "defaults::round_secs")]
+    pub round_secs: f64,
+    /// Seconds shares on a replaced tip, round or difficulty still count.
+    #[serde(default = "defaults::pool_grace_secs")]
+    pub grace_secs: f64,
+    /// Most payees in one coinbase.
+    #[serde(default = "defaults::max_payees")]
+    pub max_payees: u32,
+    /// Bytes of payout outputs when no member's miners need less (members with Stratum miners
+    /// report what their coinbase buffers leave).
+    #[serde(default = "defaults::pool_output_bytes")]
+    pub output_bytes: u64,
+}
+
+/// One member in `[pool.coordinator] members`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolMemberEntry {
+    /// Its name (logs, status).
+    pub name: String,
+    /// Its public key (`hearth pool key` on the member prints it).
+    pub key: String,
+}
+
+/// `[pool.member]`: mine in a Hearth pool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// The coordinator: `host:port`, or `<name>.onion:port` through `socks5`.
+    pub coordinator: String,
+    /// This member's secret key (made on first start; default `<journal.dir>/pool-member.key`).
+    pub key_file: Option<PathBuf>,
+    /// SOCKS5 proxy to reach the coordinator (default `proxy.socks5`; needed for .onion).
+    pub socks5: Option<String>,
+    /// Seconds without the coordinator after which this member mines solo, to its own address.
+    #[serde(default = "defaults::solo_after_secs")]
+    pub solo_after_secs: f64,
 }
 
 /// `[[pool]]`: an upstream Stratum V1 pool.
@@ -388,6 +506,30 @@ mod defaults {
     pub fn max_coinbase_bytes() -> usize {
         255
     }
+    pub fn pool_start_difficulty() -> f64 {
+        1.0
+    }
+    pub fn pool_shares_per_minute() -> f64 {
+        12.0
+    }
+    pub fn window_blocks() -> u32 {
+        4
+    }
+    pub fn round_secs() -> f64 {
+        30.0
+    }
+    pub fn pool_grace_secs() -> f64 {
+        30.0
+    }
+    pub fn max_payees() -> u32 {
+        100
+    }
+    pub fn pool_output_bytes() -> u64 {
+        4300
+    }
+    pub fn solo_after_secs() -> f64 {
+        60.0
+    }
     pub fn pool_password() -> String {
         "x".into()
     }
@@ -516,6 +658,10 @@ pub struct Validated {
     pub api_token_file: PathBuf,
     /// The webhook, when configured.
     pub webhook_url: Option<String>,
+    /// `[pool.coordinator]`, when this daemon runs a Hearth pool.
+    pub pool_coordinator: Option<crate::pool::coordinator::CoordinatorSettings>,
+    /// `[pool.member]`, when this daemon mines in one.
+    pub pool_member: Option<crate::pool::member::MemberSettings>,
 }
 
 fn seconds(key: &str, value: f64, min: f64, max: f64) -> anyhow::Result<Duration> {
@@ -592,7 +738,7 @@ impl Config {
         {
             bail!("node.zmq_hashblock = {zmq:?}: must be a tcp:// endpoint");
         }
-        if self.devices.is_empty() && self.stratum.is_none() {
+        if self.devices.is_empty() && self.stratum.is_none() && self.pool.coordinator.is_none() {
             bail!(
                 "no [[device]] and no [stratum] configured: add a device (kind = \"serial\", \"sim\" or \"cpu\") or a [stratum] server for miners on the network"
             );
@@ -609,7 +755,7 @@ impl Config {
             bail!("proxy.node = true needs proxy.socks5 (e.g. \"127.0.0.1:9050\" for Tor)");
         }
         let mut pools = Vec::new();
-        for (i, pool) in self.pools.iter().enumerate() {
+        for (i, pool) in self.pool.upstream.iter().enumerate() {
             pools.push(validate_pool(i, pool, proxy.as_deref())?);
         }
         let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
@@ -658,8 +804,25 @@ impl Config {
         for (i, device) in self.devices.iter().enumerate() {
             validate_device(i, device)?;
         }
+        let pool_coordinator = match &self.pool.coordinator {
+            Some(c) => Some(validate_coordinator(c, network, &self.journal.dir)?),
+            None => None,
+        };
+        let pool_member = match &self.pool.member {
+            Some(m) => Some(validate_member(
+                m,
+                network,
+                proxy.as_deref(),
+                &self.journal.dir,
+                self.stratum.as_ref(),
+                self.payout.tag.as_bytes(),
+            )?),
+            None => None,
+        };
         let node = &self.node;
         Ok(Validated {
+            pool_coordinator,
+            pool_member,
             network,
             rpc_url,
             auth,
@@ -746,6 +909,165 @@ fn socks_address(key: &str, value: &str) -> anyhow::Result<String> {
         }
         _ => bail!("{key} = {value:?}: give host:port, e.g. \"127.0.0.1:9050\" for Tor"),
     }
+}
+
+fn validate_coordinator(
+    c: &CoordinatorConfig,
+    network: Network,
+    journal_dir: &Path,
+) -> anyhow::Result<crate::pool::coordinator::CoordinatorSettings> {
+    let key = |k: &str| format!("pool.coordinator.{k}");
+    if c.listen
+        .trim()
+        .rsplit_once(':')
+        .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+    {
+        bail!(
+            "{} = {:?}: give host:port, e.g. \"127.0.0.1:4444\"",
+            key("listen"),
+            c.listen
+        );
+    }
+    if c.members.is_empty() {
+        bail!(
+            "{}: no members, so nobody can mine in this pool; add {{ name = \"alice\", key = \"<her public key>\" }} (each member prints its key with `hearth pool key`)",
+            key("members")
+        );
+    }
+    let mut members: Vec<(String, crate::pool::identity::MemberId)> = Vec::new();
+    for (i, m) in c.members.iter().enumerate() {
+        let id = m.key.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{}[{i}].key = {:?}: not a member public key (64 hex digits, as `hearth pool key` prints it)",
+                key("members"),
+                m.key
+            )
+        })?;
+        if members.iter().any(|(n, k)| *n == m.name || *k == id) {
+            bail!(
+                "{}[{i}]: name {:?} or its key is listed twice",
+                key("members"),
+                m.name
+            );
+        }
+        members.push((m.name.clone(), id));
+    }
+    let positive = |k: &str, v: f64| -> anyhow::Result<f64> {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            bail!("{} = {v}: must be a positive number", key(k))
+        }
+    };
+    let start = positive("start_difficulty", c.start_difficulty)?;
+    let min = positive("min_difficulty", c.min_difficulty.unwrap_or(start))?;
+    let max = positive("max_difficulty", c.max_difficulty.unwrap_or(f64::MAX))?;
+    if !(min <= start && start <= max) {
+        bail!(
+            "{}: need min_difficulty <= start_difficulty <= max_difficulty ({min} <= {start} <= {max})",
+            key("*_difficulty")
+        );
+    }
+    if c.window_blocks == 0 {
+        bail!(
+            "{} = 0: the PPLNS window needs at least one block of work",
+            key("window_blocks")
+        );
+    }
+    if !(1..=250).contains(&c.max_payees) {
+        bail!(
+            "{} = {}: between 1 and 250",
+            key("max_payees"),
+            c.max_payees
+        );
+    }
+    Ok(crate::pool::coordinator::CoordinatorSettings {
+        listen: c.listen.trim().to_string(),
+        network,
+        ledger: c
+            .ledger
+            .clone()
+            .map(|p| expand_home(&p))
+            .unwrap_or_else(|| journal_dir.join("pool-ledger.jsonl")),
+        members,
+        vardiff: crate::stratum::difficulty::VardiffConfig {
+            start,
+            min,
+            max,
+            shares_per_minute: positive("shares_per_minute", c.shares_per_minute)?,
+            enabled: true,
+        },
+        window_blocks: c.window_blocks,
+        round_interval: seconds(&key("round_secs"), c.round_secs, 0.1, 86_400.0)?,
+        grace: seconds(&key("grace_secs"), c.grace_secs, 0.0, 3600.0)?,
+        max_payees: c.max_payees,
+        default_output_bytes: c.output_bytes,
+    })
+}
+
+fn validate_member(
+    m: &MemberConfig,
+    network: Network,
+    proxy: Option<&str>,
+    journal_dir: &Path,
+    stratum: Option<&StratumConfig>,
+    tag: &[u8],
+) -> anyhow::Result<crate::pool::member::MemberSettings> {
+    let key = |k: &str| format!("pool.member.{k}");
+    let (host, port) = m
+        .coordinator
+        .trim()
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .filter(|(h, p)| !h.is_empty() && *p > 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} = {:?}: give host:port, e.g. \"127.0.0.1:4444\" or \"<name>.onion:4444\"",
+                key("coordinator"),
+                m.coordinator
+            )
+        })?;
+    let socks5 = match &m.socks5 {
+        Some(p) => Some(socks_address(&key("socks5"), p)?),
+        None => proxy.map(str::to_string),
+    };
+    if host.ends_with(".onion") && socks5.is_none() {
+        bail!(
+            "{} = {:?} is an onion address: set pool.member.socks5 or proxy.socks5 to Tor's SOCKS port (e.g. \"127.0.0.1:9050\")",
+            key("coordinator"),
+            m.coordinator
+        );
+    }
+    // The payout outputs must leave every Stratum miner's coinbase within its buffer.
+    let output_bytes = match stratum {
+        Some(s) => {
+            let fixed =
+                crate::template::coinbase::longest_coinbase_len_paying(&[], Some(&[0; 20]), tag)
+                    .map_err(|e| anyhow::anyhow!("payout.tag: {e}"))?;
+            let room = (s.max_coinbase_bytes as u64).saturating_sub(fixed as u64);
+            if room < 43 {
+                bail!(
+                    "stratum.max_coinbase_bytes = {}: a pool member's coinbase needs {fixed} bytes before any payout, which leaves no room for one payout output (43 bytes); raise it or shorten payout.tag",
+                    s.max_coinbase_bytes
+                );
+            }
+            Some(room)
+        }
+        None => None,
+    };
+    Ok(crate::pool::member::MemberSettings {
+        host,
+        port,
+        socks5,
+        network,
+        key_file: m
+            .key_file
+            .clone()
+            .map(|p| expand_home(&p))
+            .unwrap_or_else(|| journal_dir.join("pool-member.key")),
+        output_bytes,
+        solo_after: seconds(&key("solo_after_secs"), m.solo_after_secs, 0.0, 86_400.0)?,
+    })
 }
 
 fn validate_pool(

@@ -53,6 +53,10 @@ pub struct Daemon {
     pub stratum_addr: Option<std::net::SocketAddr>,
     /// Where the API and dashboard listen, unless `[api] listen = "off"`.
     pub api_addr: Option<std::net::SocketAddr>,
+    /// Where the pool coordinator listens (`[pool.coordinator]`).
+    pub pool_addr: Option<std::net::SocketAddr>,
+    /// The pool member's status (`[pool.member]`).
+    pub pool_member: Option<Arc<Mutex<crate::pool::member::MemberStatus>>>,
     /// Stops the devices (the first step of a shutdown).
     stop_devices: CancellationToken,
     devices: TaskTracker,
@@ -107,6 +111,13 @@ impl Daemon {
             None => None,
         };
         let api_addr = api.as_ref().and_then(|(s, _)| s.local_addr().ok());
+        let coordinator = match &config.pool_coordinator {
+            Some(settings) => {
+                Some(crate::pool::coordinator::Coordinator::bind(settings.clone()).await?)
+            }
+            None => None,
+        };
+        let pool_addr = coordinator.as_ref().and_then(|c| c.local_addr().ok());
 
         let tracker = TaskTracker::new();
         let stop_devices = CancellationToken::new();
@@ -195,7 +206,33 @@ impl Daemon {
             });
         }
 
+        let (pool_state, pool_member) = match &config.pool_member {
+            Some(settings) => {
+                let (client, state) = crate::pool::member::MemberClient::new(
+                    settings.clone(),
+                    config.payout.clone(),
+                    events.clone(),
+                    cancel.clone(),
+                )?;
+                let status = client.status();
+                tracker.spawn(client.run());
+                (Some(state), Some(status))
+            }
+            None => (None, None),
+        };
+        if let Some(coordinator) = coordinator {
+            let node = crate::pool::coordinator::CoordinatorNode {
+                rpc: rpc.clone(),
+                journal: journal.clone(),
+                candidates: candidate_tx.clone(),
+                stats_index: stats.add_device("pool members"),
+            };
+            // Stops with the devices: it holds a sender of the submitter's queue, which must close
+            // for the pipeline to drain.
+            tracker.spawn(coordinator.run(node, drain.clone()));
+        }
         let source = TemplateSource {
+            pool: pool_state,
             rpc: rpc.clone(),
             config: SourceConfig {
                 network: config.network,
@@ -424,6 +461,8 @@ impl Daemon {
             journal,
             stratum_addr,
             api_addr,
+            pool_addr,
+            pool_member,
             stop_devices,
             devices,
             drain,

@@ -97,6 +97,16 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A pool member logged in to its coordinator.
+    PoolUp {
+        /// Our name at the coordinator.
+        name: String,
+    },
+    /// A pool member lost its coordinator (it mines solo after `solo_after_secs`).
+    PoolDown {
+        /// Why.
+        reason: String,
+    },
     /// A device went away: a Stratum miner disconnected or was dropped.
     DeviceLost {
         /// Device name.

@@ -13,6 +13,7 @@ pub mod events;
 pub mod logging;
 pub mod node;
 pub mod notify;
+pub mod pool;
 pub mod preflight;
 pub mod regtest;
 pub mod selftest;

@@ -287,6 +287,7 @@ impl ShareChecker {
                     self.count_share(&found, &hash, stale);
                     if !stale {
                         self.share_upstream(&found, &hash, false);
+                        self.share_to_pool(&found, &hash, false);
                     }
                 }
                 Checked::Block { hash, stale, .. } if found.job.work.upstream.is_some() => {
@@ -303,6 +304,9 @@ impl ShareChecker {
                     self.count_share(&found, &hash, stale);
                     self.block_candidate(&found, hash, stale, first_on_parent, outside_mask)
                         .await;
+                    // A pool member's block is a share too, and the coordinator submits it as
+                    // well (after ours: the journal comes first).
+                    self.share_to_pool(&found, &hash, true);
                 }
             }
         }
@@ -388,6 +392,30 @@ impl ShareChecker {
         if upstream.shares.try_send(share).is_err() {
             tracing::warn!(pool = %upstream.pool, device = %found.device_name,
                 "pool connection busy or gone; a share for it was dropped");
+        }
+    }
+
+    /// Send a share of a Hearth pool round to the coordinator, when it meets the pool's target.
+    fn share_to_pool(&self, found: &Found, hash: &BlockHash, block: bool) {
+        let Some(pool) = &found.job.work.pool else {
+            return;
+        };
+        if !block && !pool.target.borrow().is_met_by(*hash) {
+            return;
+        }
+        let header = bitcoin::consensus::serialize(&found.job.header(found.version, found.nonce));
+        let Ok(header) = <[u8; 80]>::try_from(header) else {
+            return;
+        };
+        let share = crate::pool::member::PoolShare {
+            round: pool.round,
+            header,
+            coinbase: found.job.work.coinbase.legacy_bytes(found.job.extranonce()),
+            branch: found.job.work.branch.clone(),
+            block: block.then(|| hex::encode(found.job.block_bytes(found.version, found.nonce))),
+        };
+        if pool.shares.try_send(share).is_err() {
+            tracing::warn!(device = %found.device_name, "pool link busy or gone; a share for the coordinator was dropped");
         }
     }
 

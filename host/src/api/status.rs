@@ -218,6 +218,11 @@ pub fn describe(event: &Event) -> Option<(&'static str, String)> {
         Event::WorkSource { source, reason } => ("warn", format!("mining {source} now: {reason}")),
         Event::DeviceLost { device, reason } => ("warn", format!("{device} lost: {reason}")),
         Event::DeviceError { device, error } => ("error", format!("{device}: {error}")),
+        Event::PoolUp { name } => (
+            "info",
+            format!("pool: logged in to the coordinator as {name}"),
+        ),
+        Event::PoolDown { reason } => ("warn", format!("pool: coordinator lost: {reason}")),
     })
 }
 

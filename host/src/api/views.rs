@@ -331,7 +331,11 @@ pub fn redacted_config(config: &crate::config::Config) -> serde_json::Value {
             node["url"] = redact_url(url).into();
         }
     }
-    if let Some(pools) = value.get_mut("pool").and_then(|p| p.as_array_mut()) {
+    if let Some(pools) = value
+        .get_mut("pool")
+        .and_then(|p| p.get_mut("upstream"))
+        .and_then(|p| p.as_array_mut())
+    {
         for pool in pools {
             pool["password"] = REDACTED.into();
             if let Some(url) = pool.get("url").and_then(|u| u.as_str()) {

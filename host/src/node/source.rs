@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::rpc::{RpcClient, RpcError};
 use crate::events::Event;
+use crate::pool::member::PoolState;
 use crate::template::{BlockTemplate, parse_template_reply};
 use crate::work::{TemplateWork, ntime_may_roll};
 
@@ -70,6 +71,17 @@ pub struct TemplateSource {
     pub events: broadcast::Sender<Event>,
     /// Shutdown.
     pub cancel: CancellationToken,
+    /// A pool member's state (`[pool.member]`): whose payout list the coinbase pays.
+    pub pool: Option<watch::Receiver<PoolState>>,
+}
+
+/// Resolves when the pool state changes (`true`) or its sender is gone (`false`); never
+/// without a pool.
+async fn pool_changed(pool: &mut Option<watch::Receiver<PoolState>>) -> bool {
+    match pool {
+        Some(p) => p.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 /// The rules Hearth tells `getblocktemplate` it supports on `network`. Core refuses the call
@@ -208,6 +220,8 @@ struct State {
     node_down_since: Option<Instant>,
     paused: Option<String>,
     gate: Gate,
+    /// The newest template while a pool member waits for its coordinator's first round.
+    waiting_template: Option<BlockTemplate>,
 }
 
 impl TemplateSource {
@@ -220,6 +234,7 @@ impl TemplateSource {
             node_down_since: None,
             paused: None,
             gate: Gate::default(),
+            waiting_template: None,
         };
         let mut poll = tokio::time::interval(self.config.poll_interval);
         poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -261,6 +276,13 @@ impl TemplateSource {
                     }
                     Some(Refresh::NewBlock) = self.refresh.recv() => {
                         self.fetch_and_publish(&mut state, false).await;
+                    }
+                    changed = pool_changed(&mut self.pool) => {
+                        if changed {
+                            self.pool_state_changed(&mut state);
+                        } else {
+                            self.pool = None;
+                        }
                     }
                     result = &mut longpoll => {
                         match result {
@@ -349,6 +371,34 @@ impl TemplateSource {
         self.work.send_replace(None);
     }
 
+    /// The pool's round (or solo) changed: the same template, paying the new list.
+    fn pool_state_changed(&mut self, state: &mut State) {
+        let waiting = matches!(
+            self.pool.as_ref().map(|p| p.borrow().clone()),
+            Some(PoolState::Waiting)
+        );
+        if waiting {
+            self.pause(state, "waiting for the pool coordinator");
+            return;
+        }
+        let Some(current) = state
+            .waiting_template
+            .take()
+            .or_else(|| state.current.as_ref().map(|w| w.template.clone()))
+        else {
+            return;
+        };
+        if state.gate.waiting() || state.node_down_since.is_some() {
+            // Paused for a found block or a lost node: the next template picks the list up.
+            return;
+        }
+        let new_tip = state
+            .current
+            .as_ref()
+            .is_none_or(|w| w.prev_blockhash() != current.prev_blockhash);
+        self.build_and_send(state, current, new_tip);
+    }
+
     fn publish(&mut self, state: &mut State, template: BlockTemplate) {
         if state.node_down_since.take().is_some() {
             tracing::info!("node is back");
@@ -365,19 +415,57 @@ impl TemplateSource {
             Next::Hold | Next::Keep => return,
             Next::Publish { new_tip } => new_tip,
         };
+        self.build_and_send(state, template, new_tip);
+    }
+
+    /// Build the work for `template` (paying the pool's list when a member) and send it out.
+    fn build_and_send(&mut self, state: &mut State, template: BlockTemplate, new_tip: bool) {
+        let pool = self.pool.as_ref().map(|p| p.borrow().clone());
+        if let Some(PoolState::Waiting) = pool {
+            state.waiting_template = Some(template);
+            self.pause(state, "waiting for the pool coordinator");
+            return;
+        }
+        state.waiting_template = None;
         state.generation += 1;
         let (height, prev, transactions) = (
             template.height,
             template.prev_blockhash,
             template.transactions.len(),
         );
-        match TemplateWork::new(
-            state.generation,
-            template,
-            &self.config.payout,
-            &self.config.tag,
-            new_tip,
-        ) {
+        let round = match pool {
+            Some(PoolState::Round(round)) => Some(round),
+            _ => None,
+        };
+        let built = match &round {
+            Some(round) => {
+                let payouts = crate::pool::payout::payout_outputs(
+                    &round.payees,
+                    &self.config.payout,
+                    template.coinbase_value,
+                );
+                TemplateWork::paying(
+                    state.generation,
+                    template,
+                    &payouts,
+                    Some(&round.commitment),
+                    &self.config.tag,
+                    new_tip,
+                )
+                .map(|mut w| {
+                    w.pool = Some(round.work.clone());
+                    w
+                })
+            }
+            None => TemplateWork::new(
+                state.generation,
+                template,
+                &self.config.payout,
+                &self.config.tag,
+                new_tip,
+            ),
+        };
+        match built {
             Ok(mut work) => {
                 if !ntime_may_roll(self.config.network, &work.template) {
                     work.max_ntime_ahead = 0;

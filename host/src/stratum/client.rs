@@ -550,6 +550,7 @@ pub fn pool_work(
             version_mask,
             shares,
         })),
+        pool: None,
     })
 }
 

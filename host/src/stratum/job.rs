@@ -369,6 +369,7 @@ mod tests {
             max_ntime_ahead: crate::work::MAX_NTIME_AHEAD_SECS,
             extranonce_len: 8,
             upstream: None,
+            pool: None,
         };
         StratumJob::new(0x875b4b7, Arc::new(work), true)
     }

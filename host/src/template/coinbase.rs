@@ -128,8 +128,29 @@ pub fn build_coinbase(
     payout: &ScriptBuf,
     tag: &[u8],
 ) -> Result<CoinbaseTemplate, CoinbaseError> {
-    // scriptSig: <height> <8-byte extranonce> [<tag>]. BIP34: CScript() << height, which is
-    // OP_1..OP_16 for heights 1..16 and a minimal little-endian push above (push_int does both).
+    build_coinbase_paying(
+        template,
+        &[TxOut {
+            value: template.coinbase_value,
+            script_pubkey: payout.clone(),
+        }],
+        None,
+        tag,
+    )
+}
+
+/// Build the coinbase for `template` with `payouts` (whose values the caller made add up to
+/// `coinbase_value`) before the witness commitment, and, for a pool member, the 20-byte
+/// commitment to the member right after the extranonce (see `crate::pool::identity`).
+pub fn build_coinbase_paying(
+    template: &BlockTemplate,
+    payouts: &[TxOut],
+    member: Option<&[u8; 20]>,
+    tag: &[u8],
+) -> Result<CoinbaseTemplate, CoinbaseError> {
+    // scriptSig: <height> <8-byte extranonce> [<member>] [<tag>]. BIP34: CScript() << height,
+    // which is OP_1..OP_16 for heights 1..16 and a minimal little-endian push above (push_int
+    // does both).
     let mut tag_push = PushBytesBuf::new();
     // Tags longer than a push are cut by the length check below, not here.
     let tag_ok = tag_push.extend_from_slice(tag).is_ok();
@@ -137,6 +158,9 @@ pub fn build_coinbase(
     let mut builder = Builder::new()
         .push_int(i64::from(template.height))
         .push_slice(placeholder);
+    if let Some(member) = member {
+        builder = builder.push_slice(member);
+    }
     if !tag.is_empty() {
         builder = builder.push_slice(&tag_push);
     }
@@ -148,10 +172,7 @@ pub fn build_coinbase(
         });
     }
 
-    let mut outputs = vec![TxOut {
-        value: template.coinbase_value,
-        script_pubkey: payout.clone(),
-    }];
+    let mut outputs = payouts.to_vec();
     // A signet block without a witness commitment is invalid even with no transactions: the
     // signet solution lives in it (signet.cpp `SignetTxs::Create`). Core's templates always
     // carry one; should one not, commit ourselves (the same script Core would compute).
@@ -249,6 +270,21 @@ pub fn build_coinbase(
 /// Miners with fixed coinbase buffers cut longer ones silently (NerdMiner at 255 bytes,
 /// ESP-Miner at 384), and every share they send is then wrong.
 pub fn longest_coinbase_len(payout: &ScriptBuf, tag: &[u8]) -> Result<usize, CoinbaseError> {
+    let payout = TxOut {
+        // The most a coinbase output can hold (8 bytes whatever the value).
+        value: Amount::MAX_MONEY,
+        script_pubkey: payout.clone(),
+    };
+    longest_coinbase_len_paying(&[payout], None, tag)
+}
+
+/// [`longest_coinbase_len`] for a coinbase with `payouts` and, for a pool member, its
+/// commitment. With no payouts it is the fixed part that a pool's payout outputs add to.
+pub fn longest_coinbase_len_paying(
+    payouts: &[TxOut],
+    member: Option<&[u8; 20]>,
+    tag: &[u8],
+) -> Result<usize, CoinbaseError> {
     let mut template = BlockTemplate {
         height: u32::MAX,
         version: 0x2000_0000,
@@ -269,7 +305,7 @@ pub fn longest_coinbase_len(payout: &ScriptBuf, tag: &[u8]) -> Result<usize, Coi
         vb_available: 0,
     };
     template.default_witness_commitment = Some(witness_commitment_script(&template));
-    let coinbase = build_coinbase(&template, payout, tag)?;
+    let coinbase = build_coinbase_paying(&template, payouts, member, tag)?;
     Ok(coinbase.prefix.len() + EXTRANONCE_SIZE + coinbase.suffix.len())
 }
 

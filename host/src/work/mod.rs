@@ -19,8 +19,8 @@ use bitcoin::consensus::encode::{VarInt, serialize};
 use bitcoin::{Block, BlockHash, ScriptBuf, TxMerkleNode};
 
 use crate::template::{
-    BlockTemplate, CoinbaseTemplate, EXTRANONCE_SIZE, build_coinbase, coinbase::CoinbaseError,
-    coinbase_merkle_branch, merkle_root,
+    BlockTemplate, CoinbaseTemplate, EXTRANONCE_SIZE, coinbase::CoinbaseError,
+    coinbase::build_coinbase_paying, coinbase_merkle_branch, merkle_root,
 };
 
 /// BIP320 general-purpose version bits.
@@ -53,6 +53,9 @@ pub struct TemplateWork {
     /// Set when the work is a pool's: where its shares go. Its blocks are the pool's to
     /// submit.
     pub upstream: Option<Arc<UpstreamWork>>,
+    /// Set when the node's work pays a Hearth pool's round (`[pool.member]`): where its shares
+    /// go. Its blocks are still ours to submit, and the coordinator's too.
+    pub pool: Option<Arc<crate::pool::member::PoolWork>>,
 }
 
 /// What a pool's work needs for its shares to reach the pool.
@@ -118,13 +121,30 @@ impl TemplateWork {
         tag: &[u8],
         new_tip: bool,
     ) -> Result<Self, CoinbaseError> {
+        let payouts = [bitcoin::TxOut {
+            value: template.coinbase_value,
+            script_pubkey: payout.clone(),
+        }];
+        Self::paying(generation, template, &payouts, None, tag, new_tip)
+    }
+
+    /// [`TemplateWork::new`] with the coinbase paying `payouts` (which add up to the
+    /// template's `coinbase_value`) and committing to a pool member.
+    pub fn paying(
+        generation: u64,
+        template: BlockTemplate,
+        payouts: &[bitcoin::TxOut],
+        member: Option<&[u8; 20]>,
+        tag: &[u8],
+        new_tip: bool,
+    ) -> Result<Self, CoinbaseError> {
         // The witness-commitment check (inside build_coinbase) and the txid branch each hash
         // every transaction id once; on large templates do them on two cores.
         let txids: Vec<_> = template.transactions.iter().map(|t| t.txid).collect();
         let (coinbase, branch) = if txids.len() >= 256 {
             std::thread::scope(|scope| {
                 let branch = scope.spawn(|| coinbase_merkle_branch(&txids));
-                let coinbase = build_coinbase(&template, payout, tag);
+                let coinbase = build_coinbase_paying(&template, payouts, member, tag);
                 (
                     coinbase,
                     branch
@@ -134,7 +154,7 @@ impl TemplateWork {
             })
         } else {
             (
-                build_coinbase(&template, payout, tag),
+                build_coinbase_paying(&template, payouts, member, tag),
                 coinbase_merkle_branch(&txids),
             )
         };
@@ -149,6 +169,7 @@ impl TemplateWork {
             max_ntime_ahead: MAX_NTIME_AHEAD_SECS,
             extranonce_len: EXTRANONCE_SIZE,
             upstream: None,
+            pool: None,
         })
     }
 

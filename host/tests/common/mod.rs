@@ -16,6 +16,7 @@ use hearth::regtest::{RegtestNode, bitcoind_from_scripts};
 
 pub mod socks;
 pub mod stratum;
+pub mod tor;
 use serde_json::{Value, json};
 
 /// A child process killed (and reaped) when the test lets go of it.

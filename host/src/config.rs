@@ -1347,6 +1347,57 @@ mod tests {
     }
 
     #[test]
+    fn pool_reads_upstream_pools_in_either_form_beside_a_hearth_pool() {
+        let key = crate::pool::identity::MemberKey::from_secret(&[3; 32])
+            .unwrap()
+            .id();
+        let upstream = "url = \"pool.example.org:3333\"\nuser = \"w\"\n";
+        let old = format!("{GOOD}\n[[pool]]\n{upstream}");
+        let v = Config::parse(&old).unwrap().validate().unwrap();
+        assert_eq!(v.pools.len(), 1);
+        assert!(v.pool_member.is_none() && v.pool_coordinator.is_none());
+        let both = format!(
+            "{GOOD}\n[[pool.upstream]]\n{upstream}\n[pool.coordinator]\nlisten = \"127.0.0.1:4444\"\nmembers = [{{ name = \"a\", key = \"{key}\" }}]\n[pool.member]\ncoordinator = \"127.0.0.1:4444\"\n"
+        );
+        let v = Config::parse(&both).unwrap().validate().unwrap();
+        assert_eq!(v.pools.len(), 1);
+        let c = v.pool_coordinator.unwrap();
+        assert_eq!((c.members.len(), c.window_blocks), (1, 4));
+        assert_eq!(v.pool_member.unwrap().port, 4444);
+        // What is wrong is named.
+        let cases = [
+            (
+                "[pool.coordinator]\nlisten = \"127.0.0.1:4444\"\n",
+                "no members",
+            ),
+            (
+                "[pool.coordinator]\nlisten = \"127.0.0.1:4444\"\nmembers = [{ name = \"a\", key = \"zz\" }]\n",
+                "members[0].key",
+            ),
+            (
+                "[pool.member]\ncoordinator = \"abc.onion:4444\"\n",
+                "onion address",
+            ),
+            (
+                "[pool.member]\ncoordinator = \"nowhere\"\n",
+                "pool.member.coordinator",
+            ),
+            (
+                "[pool.member]\ncoordinator = \"a:1\"\nsurprise = 1\n",
+                "surprise",
+            ),
+        ];
+        for (section, named) in cases {
+            let text = format!("{GOOD}\n{section}");
+            let e = match Config::parse(&text) {
+                Ok(c) => c.validate().unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(named), "{section}: {e}");
+        }
+    }
+
+    #[test]
     fn the_api_listens_on_loopback_by_default_and_can_be_turned_off() {
         let v = Config::parse(GOOD).unwrap().validate().unwrap();
         assert_eq!(v.api_listen, Some("127.0.0.1:8080".parse().unwrap()));

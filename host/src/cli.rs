@@ -177,6 +177,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect();
                 println!("  work     {}", order.join(", then "));
             }
+            if let Some(c) = &validated.pool_coordinator {
+                println!(
+                    "  pool     coordinator on {} for {} member(s), ledger {}",
+                    c.listen,
+                    c.members.len(),
+                    c.ledger.display()
+                );
+            }
+            if let Some(m) = &validated.pool_member {
+                println!(
+                    "  pool     member of {}:{}{}, solo after {:?} without it",
+                    m.host,
+                    m.port,
+                    m.socks5
+                        .as_ref()
+                        .map(|p| format!(" through SOCKS5 {p}"))
+                        .unwrap_or_default(),
+                    m.solo_after
+                );
+            }
             // Local checks: no node needed.
             let mut warnings = Vec::new();
             if let Some(addr) = validated.api_listen {

@@ -428,19 +428,22 @@ async fn pool_of_three(through_tor: bool) {
         });
         assert_eq!(credited, Some(bob.id), "stratum share {hash}");
     }
-    let round_trip = a
-        .pool_member
-        .as_ref()
-        .unwrap()
-        .lock()
-        .unwrap()
-        .last_round_trip_ms;
-    eprintln!(
-        "pool{}: {} ledger entries; alice {:?}; share round trip {round_trip:?} ms",
-        if through_tor { " over Tor" } else { "" },
-        lines.len(),
-        a.pool_member.as_ref().unwrap().lock().unwrap()
-    );
+    for (name, daemon) in [("alice", &a), ("bob", &b)] {
+        let s = daemon.pool_member.as_ref().unwrap().lock().unwrap().clone();
+        eprintln!(
+            "pool{}: {} ledger entries; {name}: {} shares accepted ({} blocks), refused {:?}, difficulty {}; share round trip p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} shares",
+            if through_tor { " over Tor" } else { "" },
+            lines.len(),
+            s.accepted,
+            s.blocks,
+            s.rejected,
+            s.difficulty,
+            s.round_trip_percentile(50.0).unwrap_or(f64::NAN),
+            s.round_trip_percentile(99.0).unwrap_or(f64::NAN),
+            s.round_trip_percentile(100.0).unwrap_or(f64::NAN),
+            s.round_trips_ms.len(),
+        );
+    }
     check_the_pool(&lines, &c_node, &alice, &bob).await;
 
     // The CLI agrees (exit status 0), over the same route.
@@ -550,16 +553,31 @@ struct RawMember {
 
 impl RawMember {
     async fn login(coordinator: &str, key: &MemberKey, script: &ScriptBuf) -> RawMember {
+        Self::try_login(coordinator, key, script, false)
+            .await
+            .unwrap_or_else(|e| panic!("login refused: {e}"))
+    }
+
+    /// Log in, signing the challenge (or, with `forge`, some other challenge); the refusal.
+    async fn try_login(
+        coordinator: &str,
+        key: &MemberKey,
+        script: &ScriptBuf,
+        forge: bool,
+    ) -> Result<RawMember, Value> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         let stream = tokio::net::TcpStream::connect(coordinator).await.unwrap();
         let (read, mut write) = stream.into_split();
         let mut lines = tokio::io::BufReader::new(read).lines();
         let hello: Value =
             serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-        let challenge: [u8; 32] = hex::decode(hello["params"]["challenge"].as_str().unwrap())
+        let mut challenge: [u8; 32] = hex::decode(hello["params"]["challenge"].as_str().unwrap())
             .unwrap()
             .try_into()
             .unwrap();
+        if forge {
+            challenge[0] ^= 1;
+        }
         let login = json!({"id": 1, "method": "login", "params": {
             "member": key.id().to_string(),
             "payout": script.to_hex_string(),
@@ -578,9 +596,11 @@ impl RawMember {
         };
         while m.round == 0 {
             let v = m.next().await;
-            assert!(v["error"].is_null(), "login refused: {v}");
+            if !v["error"].is_null() {
+                return Err(v);
+            }
         }
-        m
+        Ok(m)
     }
 
     async fn next(&mut self) -> Value {
@@ -649,8 +669,12 @@ async fn job_paying(
 
 fn meets_share_target(job: &hearth::work::Job) -> u32 {
     let target = hearth::stratum::difficulty::target_for_difficulty(SHARE_DIFFICULTY).unwrap();
+    // A share, not a block (a block would have to carry its transactions).
     (0u32..)
-        .find(|n| target.is_met_by(job.header(job.version, *n).block_hash()))
+        .find(|n| {
+            let hash = job.header(job.version, *n).block_hash();
+            target.is_met_by(hash) && !job.work.template.target.is_met_by(hash)
+        })
         .unwrap()
 }
 
@@ -667,8 +691,15 @@ async fn bad_shares_are_refused_and_the_pool_survives_its_coordinator() {
     let section = coordinator_section(&[("alice", &alice), ("mallory", &mallory)], 2.0)
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     let c_journal = dir.path().join("c-journal");
-    let coordinator = start(&c_node, &mallory.address, &c_journal, &section).await;
+    // The coordinator is a `hearth mine` process, so that it can be killed outright.
+    let c_config = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &c_config,
+        common::config_text(&c_node, &mallory.address.to_string(), &c_journal, &section),
+    )
+    .unwrap();
     let reach = format!("127.0.0.1:{port}");
+    let mut coordinator = coordinator_process(&c_config, &reach, &dir.path().join("c.log")).await;
     let a = start(
         &a_node,
         &alice.address,
@@ -733,10 +764,35 @@ async fn bad_shares_are_refused_and_the_pool_survives_its_coordinator() {
         "{counted}"
     );
     drop(m);
+    // Logins that must fail: a key not in the member list, a signature over another challenge.
+    let stranger = MemberKey::generate().unwrap();
+    let refused = RawMember::try_login(&reach, &stranger, &mallory.script, false)
+        .await
+        .err()
+        .expect("a stranger logged in");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in this pool's member list"),
+        "{refused}"
+    );
+    let refused = RawMember::try_login(&reach, &mallory_key, &mallory.script, true)
+        .await
+        .err()
+        .expect("a forged login was taken");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
+        "{refused}"
+    );
 
-    // The coordinator goes away: every share alice had acknowledged is in its ledger.
+    // The coordinator is killed (SIGKILL): every share alice had acknowledged is in its ledger.
     let before = std::fs::read_to_string(c_journal.join("pool-ledger.jsonl")).unwrap();
-    coordinator.shutdown().await;
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
     let acknowledged = alice_status.lock().unwrap().accepted;
     let ledger_file = std::fs::read_to_string(c_journal.join("pool-ledger.jsonl")).unwrap();
     let lines: Vec<String> = ledger_file.lines().map(str::to_string).collect();
@@ -766,7 +822,7 @@ async fn bad_shares_are_refused_and_the_pool_survives_its_coordinator() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // ... and rejoins when the coordinator is back, whose ledger lost nothing.
-    let coordinator = start(&c_node, &mallory.address, &c_journal, &section).await;
+    let mut coordinator = coordinator_process(&c_config, &reach, &dir.path().join("c2.log")).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = alice_status.lock().unwrap().clone();
@@ -796,5 +852,33 @@ async fn bad_shares_are_refused_and_the_pool_survives_its_coordinator() {
     let report = audit(&after);
     assert!(report.passed(), "{:#?}", report.failures);
     a.shutdown().await;
-    coordinator.shutdown().await;
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+}
+
+/// `hearth mine` with `config`, once its pool port answers.
+async fn coordinator_process(config: &Path, reach: &str, log: &Path) -> std::process::Child {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["mine", "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(reach).await.is_err() {
+        if let Some(exit) = child.try_wait().unwrap() {
+            panic!(
+                "the coordinator exited ({exit}): {}",
+                std::fs::read_to_string(log).unwrap()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the coordinator does not listen on {reach}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child
 }

@@ -443,6 +443,7 @@ impl Writer {
                 block: Option<(u32, String, BlockHash)>,
                 reply: oneshot::Sender<Result<u64, String>>,
                 index: usize,
+                hash: BlockHash,
             },
         }
         let mut pending = Vec::new();
@@ -509,6 +510,7 @@ impl Writer {
                         block: block.map(|(h, b)| (h, b, hash)),
                         reply,
                         index,
+                        hash,
                     });
                 }
             }
@@ -534,7 +536,9 @@ impl Writer {
                                 "the coordinator cannot write its ledger"
                             )));
                         }
-                        Pending::Share { reply, .. } => {
+                        Pending::Share { reply, hash, .. } => {
+                            // Not recorded: the member may send it again.
+                            self.seen.set.remove(&hash);
                             let _ = reply.send(Err("ledger_write".into()));
                         }
                     }
@@ -557,6 +561,7 @@ impl Writer {
                     block,
                     reply,
                     index,
+                    ..
                 } => {
                     self.accounts.credit(&member, target_work(&target));
                     self.dirty = true;

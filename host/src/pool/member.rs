@@ -118,6 +118,25 @@ pub struct MemberStatus {
     pub logins: u64,
     /// Round trip of the last accepted share, milliseconds.
     pub last_round_trip_ms: Option<f64>,
+    /// Round trips of the last accepted shares (up to [`ROUND_TRIPS_KEPT`]), milliseconds.
+    #[serde(skip)]
+    pub round_trips_ms: std::collections::VecDeque<f64>,
+}
+
+/// Round trips kept for [`MemberStatus::round_trip_percentile`].
+pub const ROUND_TRIPS_KEPT: usize = 1000;
+
+impl MemberStatus {
+    /// The `p`th percentile (0 to 100) of the kept share round trips, milliseconds.
+    pub fn round_trip_percentile(&self, p: f64) -> Option<f64> {
+        let mut sorted: Vec<f64> = self.round_trips_ms.iter().copied().collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_by(f64::total_cmp);
+        let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+        sorted.get(rank.min(sorted.len() - 1)).copied()
+    }
 }
 
 /// Queue of shares waiting for the connection.
@@ -343,6 +362,12 @@ impl MemberClient {
                                         s.accepted += 1;
                                         s.blocks += u64::from(block);
                                         s.last_round_trip_ms = sent.map(|t| t.elapsed().as_secs_f64() * 1000.0);
+                                        if let Some(ms) = s.last_round_trip_ms {
+                                            if s.round_trips_ms.len() >= ROUND_TRIPS_KEPT {
+                                                s.round_trips_ms.pop_front();
+                                            }
+                                            s.round_trips_ms.push_back(ms);
+                                        }
                                     });
                                 }
                                 Some(e) => {

@@ -755,6 +755,20 @@ async fn bad_shares_are_refused_and_the_pool_survives_its_coordinator() {
         m.share(&job, nonce.wrapping_add(1), round_now).await,
         "stale_tip",
     );
+    // The same key logs in from a second rig with another payout script: the first session's
+    // shares no longer count (an empty list would pay the finder, whose script the ledger
+    // now says is the second one).
+    let other_script = member(dir.path(), "mallory-rig-2").script;
+    let _second = RawMember::login(&reach, &mallory_key, &other_script).await;
+    let (payees_now, round_now) = (m.payees.clone(), m.round);
+    let job = job_paying(
+        &c_node,
+        |value| hearth::pool::payout::payout_outputs(&payees_now, &mallory.script, value),
+        &mallory.id,
+    )
+    .await;
+    let nonce = meets_share_target(&job);
+    expect(m.share(&job, nonce, round_now).await, "wrong_payouts");
     let counted = status(&reach).await;
     let mallory_counts = &counted["members"][mallory.id.to_string()];
     assert_eq!(mallory_counts["accepted"], json!(1), "{counted}");

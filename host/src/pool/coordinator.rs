@@ -92,11 +92,13 @@ enum Command {
     },
     Share {
         member: MemberId,
-        share: ShareBytes,
+        /// The payout script the share was checked against (its session's login).
+        script: ScriptBuf,
+        share: Box<ShareBytes>,
         target: Target,
         hash: BlockHash,
         block: Option<(u32, String)>,
-        reply: oneshot::Sender<Result<u64, String>>,
+        reply: oneshot::Sender<Result<u64, (String, String)>>,
     },
     Ledger {
         from: u64,
@@ -441,13 +443,15 @@ impl Writer {
                 target: Target,
                 round: u64,
                 block: Option<(u32, String, BlockHash)>,
-                reply: oneshot::Sender<Result<u64, String>>,
+                reply: oneshot::Sender<Result<u64, (String, String)>>,
                 index: usize,
                 hash: BlockHash,
             },
         }
         let mut pending = Vec::new();
         let mut budget_changed = false;
+        // Scripts registered in this batch, ahead of the accounts (which follow the write).
+        let mut registered: HashMap<MemberId, ScriptBuf> = HashMap::new();
         for command in batch {
             match command {
                 Command::Ledger { from, max, reply } => {
@@ -467,26 +471,52 @@ impl Writer {
                     script,
                     reply,
                 } => {
-                    if self.accounts.script_of(&member) != Some(&script) {
+                    let current = registered
+                        .get(&member)
+                        .or_else(|| self.accounts.script_of(&member));
+                    if current != Some(&script) {
                         entries.push(Entry::Member {
                             member,
                             name,
                             script: script.clone(),
                         });
+                        registered.insert(member, script.clone());
                     }
                     budget_changed = true;
                     pending.push(Pending::Login(member, script, reply));
                 }
                 Command::Share {
                     member,
+                    script,
                     share,
                     target,
                     hash,
                     block,
                     reply,
                 } => {
+                    // The same key logged in since with another payout script: an empty list
+                    // pays the finder, and the ledger (and so the audit) knows the newer one.
+                    let current = registered
+                        .get(&member)
+                        .or_else(|| self.accounts.script_of(&member));
+                    if current != Some(&script) {
+                        let kind = Reject::WrongPayouts(super::payout::PayoutMismatch::Count {
+                            found: 0,
+                            expected: 0,
+                        })
+                        .kind();
+                        let _ = reply.send(Err((
+                            kind.into(),
+                            "this member logged in again with another payout script; log in again"
+                                .into(),
+                        )));
+                        continue;
+                    }
                     if !self.seen.insert(hash) {
-                        let _ = reply.send(Err(Reject::Duplicate.kind().into()));
+                        let _ = reply.send(Err((
+                            Reject::Duplicate.kind().into(),
+                            Reject::Duplicate.to_string(),
+                        )));
                         continue;
                     }
                     let index = entries.len();
@@ -539,7 +569,10 @@ impl Writer {
                         Pending::Share { reply, hash, .. } => {
                             // Not recorded: the member may send it again.
                             self.seen.set.remove(&hash);
-                            let _ = reply.send(Err("ledger_write".into()));
+                            let _ = reply.send(Err((
+                                "ledger_write".into(),
+                                "the coordinator could not record the share".into(),
+                            )));
                         }
                     }
                 }
@@ -632,7 +665,7 @@ impl Writer {
             max_payees: self.settings.max_payees,
         };
         let round = self.next_round;
-        let payees = self.accounts.round_list(&rules);
+        let payees = self.accounts.start_round(round, &rules);
         let entry = Entry::Round {
             round,
             height: tip.next_height,
@@ -642,9 +675,9 @@ impl Writer {
         let ledger = &mut self.ledger;
         if let Err(e) = blocking(|| ledger.append(&[entry])) {
             tracing::error!(error = %format!("{e:#}"), "pool: cannot write the ledger; keeping the current round");
+            self.accounts.forget_round(round);
             return false;
         }
-        self.accounts.start_round(round, &rules);
         self.next_round += 1;
         self.dirty = false;
         let now = Instant::now();
@@ -1035,7 +1068,8 @@ async fn do_share(
     ctx.commands
         .send(Command::Share {
             member: login.member,
-            share,
+            script: login.script.clone(),
+            share: Box::new(share),
             target: share_target,
             hash: header_hash(&header),
             block,
@@ -1048,22 +1082,12 @@ async fn do_share(
                 "the coordinator is stopping".to_string(),
             )
         })?;
-    let seq = answer
-        .await
-        .map_err(|_| {
-            (
-                "stopping".to_string(),
-                "the coordinator is stopping".to_string(),
-            )
-        })?
-        .map_err(|kind| {
-            let message = if kind == Reject::Duplicate.kind() {
-                Reject::Duplicate.to_string()
-            } else {
-                "the coordinator could not record the share".to_string()
-            };
-            (kind, message)
-        })?;
+    let seq = answer.await.map_err(|_| {
+        (
+            "stopping".to_string(),
+            "the coordinator is stopping".to_string(),
+        )
+    })??;
     Ok(protocol::ShareOk {
         hash: accepted.hash.to_string(),
         block: accepted.block,

@@ -204,6 +204,10 @@ pub struct Accounts {
     index: HashMap<MemberId, u32>,
     /// Every credited share, oldest first: (member index, work).
     shares: Vec<(u32, u128)>,
+    /// Each member's work over all its shares, and everyone's: while the window holds the
+    /// whole history (a small pool on a hard chain), a round needs no walk through it.
+    totals: Vec<u128>,
+    total: u128,
     owed: Vec<u128>,
     rounds: BTreeMap<u64, RoundCredit>,
 }
@@ -220,6 +224,7 @@ impl Accounts {
                 self.index.insert(id, self.members.len() as u32);
                 self.members.push(MemberState { id, script });
                 self.owed.push(0);
+                self.totals.push(0);
             }
         }
     }
@@ -236,6 +241,8 @@ impl Accounts {
         match self.index.get(id) {
             Some(&i) => {
                 self.shares.push((i, work));
+                self.totals[i as usize] = self.totals[i as usize].saturating_add(work);
+                self.total = self.total.saturating_add(work);
                 true
             }
             None => false,
@@ -253,16 +260,22 @@ impl Accounts {
     }
 
     fn compute(&self, rules: &RoundRules) -> (Vec<(u32, u128)>, Vec<Payee>) {
-        let mut credit = vec![0u128; self.members.len()];
-        let mut left = rules.window_work;
-        for &(member, work) in self.shares.iter().rev() {
-            if left == 0 {
-                break;
+        let credit = if self.total <= rules.window_work {
+            // The window takes every share: the same sums, without the walk.
+            self.totals.clone()
+        } else {
+            let mut credit = vec![0u128; self.members.len()];
+            let mut left = rules.window_work;
+            for &(member, work) in self.shares.iter().rev() {
+                if left == 0 {
+                    break;
+                }
+                let taken = work.min(left);
+                credit[member as usize] = credit[member as usize].saturating_add(taken);
+                left -= taken;
             }
-            let taken = work.min(left);
-            credit[member as usize] = credit[member as usize].saturating_add(taken);
-            left -= taken;
-        }
+            credit
+        };
         let mut ranked: Vec<(u32, u128)> = credit
             .iter()
             .zip(&self.owed)
@@ -326,6 +339,11 @@ impl Accounts {
             self.rounds.pop_first();
         }
         payees
+    }
+
+    /// Undo [`Accounts::start_round`] for a round that could not be recorded.
+    pub fn forget_round(&mut self, round: u64) {
+        self.rounds.remove(&round);
     }
 
     /// Rule 5: a block was found in `round`.

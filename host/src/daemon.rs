@@ -118,6 +118,7 @@ impl Daemon {
             None => None,
         };
         let pool_addr = coordinator.as_ref().and_then(|c| c.local_addr().ok());
+        let coordinator_handle = coordinator.as_ref().map(|c| c.handle());
 
         let tracker = TaskTracker::new();
         let stop_devices = CancellationToken::new();
@@ -440,6 +441,8 @@ impl Daemon {
                 boards: Arc::new(board_settings),
                 events: events.clone(),
                 network: config.config.node.network.clone(),
+                pool_member: pool_member.clone(),
+                pool_coordinator: coordinator_handle,
                 started: std::time::Instant::now(),
                 cancel: cancel.clone(),
             };

@@ -446,6 +446,40 @@ async fn pool_of_three(through_tor: bool) {
     }
     check_the_pool(&lines, &c_node, &alice, &bob).await;
 
+    // The API and /metrics show the pool from both sides.
+    let get = |addr: std::net::SocketAddr, path: &'static str| async move {
+        reqwest::get(format!("http://{addr}{path}"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let seen: Value =
+        serde_json::from_str(&get(coordinator.api_addr.unwrap(), "/api/pool").await).unwrap();
+    let members = seen["coordinator"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2, "{seen}");
+    assert!(
+        members
+            .iter()
+            .all(|m| m["connected"] == json!(1) && m["accepted"].as_u64().unwrap() > 0),
+        "{seen}"
+    );
+    assert!(seen["member"].is_null());
+    let seen: Value = serde_json::from_str(&get(a.api_addr.unwrap(), "/api/pool").await).unwrap();
+    assert_eq!(seen["member"]["name"], json!("alice"), "{seen}");
+    assert_eq!(seen["member"]["connected"], json!(true), "{seen}");
+    let metrics = get(coordinator.api_addr.unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("hearth_pool_shares_total{member=\"alice\",result=\"accepted\"}"),
+        "{metrics}"
+    );
+    let metrics = get(b.api_addr.unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("hearth_pool_member_connected 1"),
+        "{metrics}"
+    );
+
     // The CLI agrees (exit status 0), over the same route.
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
     cmd.args(["pool", "audit", "--coordinator", &reach]);

@@ -313,6 +313,93 @@ pub fn render(state: &ApiState, now: Instant) -> String {
         }
     }
 
+    let pool = super::pool_view(state);
+    if let Some(m) = &pool.member {
+        f.head(
+            "hearth_pool_member_connected",
+            "gauge",
+            "1 while logged in to the pool's coordinator.",
+        );
+        f.sample(
+            "hearth_pool_member_connected",
+            &[],
+            f64::from(u8::from(m.connected)),
+        );
+        f.head(
+            "hearth_pool_member_solo",
+            "gauge",
+            "1 while mining solo because the coordinator is away.",
+        );
+        f.sample("hearth_pool_member_solo", &[], f64::from(u8::from(m.solo)));
+        f.head(
+            "hearth_pool_member_shares_total",
+            "counter",
+            "Shares sent to the coordinator, by its answer.",
+        );
+        f.sample(
+            "hearth_pool_member_shares_total",
+            &[("result", "accepted")],
+            m.accepted as f64,
+        );
+        for (kind, n) in &m.rejected {
+            f.sample(
+                "hearth_pool_member_shares_total",
+                &[("result", kind)],
+                *n as f64,
+            );
+        }
+        f.sample(
+            "hearth_pool_member_shares_total",
+            &[("result", "unsent")],
+            m.unsent as f64,
+        );
+        f.head(
+            "hearth_pool_member_difficulty",
+            "gauge",
+            "The coordinator's share difficulty for this member.",
+        );
+        f.sample("hearth_pool_member_difficulty", &[], m.difficulty);
+    }
+    if let Some(c) = &pool.coordinator {
+        f.head(
+            "hearth_pool_ledger_entries",
+            "gauge",
+            "Entries in the pool's ledger.",
+        );
+        f.sample("hearth_pool_ledger_entries", &[], c.ledger_entries as f64);
+        f.head(
+            "hearth_pool_shares_total",
+            "counter",
+            "Shares members sent, by member and result.",
+        );
+        for m in &c.members {
+            f.sample(
+                "hearth_pool_shares_total",
+                &[("member", &m.name), ("result", "accepted")],
+                m.accepted as f64,
+            );
+            for (kind, n) in &m.rejected {
+                f.sample(
+                    "hearth_pool_shares_total",
+                    &[("member", &m.name), ("result", kind)],
+                    *n as f64,
+                );
+            }
+        }
+        f.head(
+            "hearth_pool_member_connections",
+            "gauge",
+            "Connections per member.",
+        );
+        for m in &c.members {
+            f.sample(
+                "hearth_pool_member_connections",
+                &[("member", &m.name)],
+                f64::from(m.connected),
+            );
+        }
+    }
+
     f.head(
         "hearth_journal_blocks",
         "gauge",

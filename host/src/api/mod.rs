@@ -60,6 +60,10 @@ pub struct ApiState {
     pub events: broadcast::Sender<Event>,
     /// Network name.
     pub network: String,
+    /// This daemon as a pool member (`[pool.member]`).
+    pub pool_member: Option<Arc<std::sync::Mutex<crate::pool::member::MemberStatus>>>,
+    /// This daemon as a pool coordinator (`[pool.coordinator]`).
+    pub pool_coordinator: Option<crate::pool::coordinator::CoordinatorHandle>,
     /// When the daemon started.
     pub started: Instant,
     /// The daemon's end: live streams close with it, so the server can stop gracefully.
@@ -173,6 +177,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/blocks", get(get_blocks))
         .route("/api/config", get(get_config))
         .route("/api/log", get(get_log))
+        .route("/api/pool", get(get_pool))
         .route("/api/events", get(events))
         .route("/api/control/pause", post(pause))
         .route("/api/control/resume", post(resume))
@@ -193,13 +198,14 @@ pub fn router(state: ApiState) -> Router {
             ([api] token_file)."
     ),
     paths(
-        get_status, get_devices, get_device, get_shares, get_blocks, get_config, get_log, pause,
+        get_status, get_devices, get_device, get_shares, get_blocks, get_config, get_log, get_pool, pause,
         resume, set_frequency, set_voltage, set_fan
     ),
     components(schemas(
         StatusView, status::NodeStatus, DeviceView, ChipView, crate::events::BoardReadings, SharesView, BestShare,
         BlocksView, BlockView, status::LogLine, ErrorView, FrequencyRequest, VoltageRequest,
-        FanRequest, ControlView
+        FanRequest, ControlView, PoolView, crate::pool::member::MemberStatus,
+        crate::pool::coordinator::CoordinatorView, crate::pool::coordinator::MemberCounters
     )),
     modifiers(&BearerAuth)
 )]
@@ -302,6 +308,33 @@ async fn get_device(State(state): State<ApiState>, UrlPath(name): UrlPath<String
 #[utoipa::path(get, path = "/api/shares", responses((status = 200, body = SharesView)))]
 async fn get_shares(State(state): State<ApiState>) -> Json<SharesView> {
     Json(SharesView::new(&state.stats.snapshot()))
+}
+
+/// The Hearth pool, as this daemon takes part in it: as a member (connection, round, shares
+/// accepted and refused by reason, solo or not) and as a coordinator (ledger, round, members).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PoolView {
+    /// `[pool.member]`: this daemon's membership; null without.
+    pub member: Option<crate::pool::member::MemberStatus>,
+    /// `[pool.coordinator]`: the pool this daemon runs; null without.
+    pub coordinator: Option<crate::pool::coordinator::CoordinatorView>,
+}
+
+/// The pool (docs/pool.md).
+#[utoipa::path(get, path = "/api/pool", responses((status = 200, body = PoolView)))]
+async fn get_pool(State(state): State<ApiState>) -> Json<PoolView> {
+    Json(pool_view(&state))
+}
+
+/// The pool now.
+pub fn pool_view(state: &ApiState) -> PoolView {
+    PoolView {
+        member: state
+            .pool_member
+            .as_ref()
+            .and_then(|m| m.lock().ok().map(|s| s.clone())),
+        coordinator: state.pool_coordinator.as_ref().map(|c| c.view()),
+    }
 }
 
 /// Block candidates and where they ended, from the journal (newest first).

@@ -57,8 +57,8 @@ pub struct CoordinatorSettings {
     pub default_output_bytes: u64,
 }
 
-/// What the coordinator counts per member (the `status` method, tests).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// What the coordinator counts per member (the `status` method, the API).
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct MemberCounters {
     /// Its name.
     pub name: String,
@@ -118,6 +118,55 @@ pub struct Coordinator {
     accounts: Accounts,
     last_round: Option<u64>,
     seen: SeenHashes,
+    handle: CoordinatorHandle,
+    round_tx: watch::Sender<Option<Arc<protocol::Round>>>,
+}
+
+/// A read-only view of a running coordinator (the API, metrics).
+#[derive(Debug, Clone)]
+pub struct CoordinatorHandle {
+    shared: Arc<Mutex<Shared>>,
+    rounds: watch::Receiver<Option<Arc<protocol::Round>>>,
+    ledger_entries: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What the API shows of a coordinator.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CoordinatorView {
+    /// Entries in the ledger.
+    pub ledger_entries: u64,
+    /// The current round, if one has started.
+    pub round: Option<u64>,
+    /// Payees in its list.
+    pub payees: usize,
+    /// Height of the coordinator's node's next block.
+    pub next_height: Option<u32>,
+    /// Per member, by name.
+    pub members: Vec<MemberCounters>,
+}
+
+impl CoordinatorHandle {
+    /// The coordinator now.
+    pub fn view(&self) -> CoordinatorView {
+        let round = self.rounds.borrow().clone();
+        let (mut members, next_height) = match self.shared.lock() {
+            Ok(s) => (
+                s.counters.values().cloned().collect::<Vec<_>>(),
+                s.tips.first().map(|t| t.next_height),
+            ),
+            Err(_) => (Vec::new(), None),
+        };
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        CoordinatorView {
+            ledger_entries: self
+                .ledger_entries
+                .load(std::sync::atomic::Ordering::Relaxed),
+            round: round.as_ref().map(|r| r.round),
+            payees: round.as_ref().map_or(0, |r| r.payees.len()),
+            next_height,
+            members,
+        }
+    }
 }
 
 /// Share hashes already in the ledger (the newest million: older ones are on long-replaced
@@ -204,6 +253,22 @@ impl Coordinator {
         }
         tracing::info!(ledger = %settings.ledger.display(), entries = ledger.len(),
             shares = accounts.share_count(), "pool ledger replayed");
+        let mut shared = Shared::default();
+        for (name, id) in &settings.members {
+            shared.counters.insert(
+                *id,
+                MemberCounters {
+                    name: name.clone(),
+                    ..MemberCounters::default()
+                },
+            );
+        }
+        let (round_tx, rounds) = watch::channel(None);
+        let handle = CoordinatorHandle {
+            shared: Arc::new(Mutex::new(shared)),
+            rounds,
+            ledger_entries: Arc::new(std::sync::atomic::AtomicU64::new(ledger.len())),
+        };
         let listener = TcpListener::bind(&settings.listen).await.with_context(|| {
             format!(
                 "pool.coordinator.listen = {:?}: cannot listen there (in use, or not an address of this machine)",
@@ -217,7 +282,14 @@ impl Coordinator {
             accounts,
             last_round,
             seen,
+            handle,
+            round_tx,
         })
+    }
+
+    /// A view for the API.
+    pub fn handle(&self) -> CoordinatorHandle {
+        self.handle.clone()
     }
 
     /// Where it listens.
@@ -234,23 +306,15 @@ impl Coordinator {
             accounts,
             last_round,
             seen,
+            handle,
+            round_tx,
         } = self;
         let settings = Arc::new(settings);
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        for (name, id) in &settings.members {
-            if let Ok(mut s) = shared.lock() {
-                s.counters.insert(
-                    *id,
-                    MemberCounters {
-                        name: name.clone(),
-                        ..MemberCounters::default()
-                    },
-                );
-            }
-        }
+        let shared = handle.shared.clone();
+        let round_rx = handle.rounds.clone();
         let (commands, command_rx) = mpsc::channel(4096);
-        let (round_tx, round_rx) = watch::channel(None);
         let writer = Writer {
+            ledger_entries: handle.ledger_entries.clone(),
             settings: settings.clone(),
             ledger,
             accounts,
@@ -385,6 +449,7 @@ async fn refresh_tips(
 }
 
 struct Writer {
+    ledger_entries: Arc<std::sync::atomic::AtomicU64>,
     settings: Arc<CoordinatorSettings>,
     ledger: Ledger,
     accounts: Accounts,
@@ -555,6 +620,8 @@ impl Writer {
             let ledger = &mut self.ledger;
             blocking(|| ledger.append(&entries))
         };
+        self.ledger_entries
+            .store(self.ledger.len(), std::sync::atomic::Ordering::Relaxed);
         let first = match first {
             Ok(first) => first,
             Err(e) => {
@@ -678,6 +745,8 @@ impl Writer {
             self.accounts.forget_round(round);
             return false;
         }
+        self.ledger_entries
+            .store(self.ledger.len(), std::sync::atomic::Ordering::Relaxed);
         self.next_round += 1;
         self.dirty = false;
         let now = Instant::now();
@@ -738,6 +807,21 @@ struct LoggedIn {
     vardiff: Vardiff,
 }
 
+struct ConnectedGuard {
+    shared: Arc<Mutex<Shared>>,
+    member: MemberId,
+}
+
+impl Drop for ConnectedGuard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.shared.lock()
+            && let Some(c) = s.counters.get_mut(&self.member)
+        {
+            c.connected = c.connected.saturating_sub(1);
+        }
+    }
+}
+
 /// How long a connection may take to log in.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -766,6 +850,8 @@ async fn session(
         .await?;
     let mut rounds = ctx.rounds.clone();
     let mut login: Option<LoggedIn> = None;
+    // Counts the member as connected from its login until this session ends, however it ends.
+    let mut _connected: Option<ConnectedGuard> = None;
     let mut buf = Vec::new();
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -827,6 +913,10 @@ async fn session(
                         c.connected += 1;
                         c.difficulty = l.difficulty;
                     }
+                    _connected = Some(ConnectedGuard {
+                        shared: ctx.shared.clone(),
+                        member: l.member,
+                    });
                     login = Some(l);
                     text
                 }

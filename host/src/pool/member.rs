@@ -92,7 +92,7 @@ pub struct PoolShare {
 }
 
 /// What the member reports (API, tests).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct MemberStatus {
     /// Our key.
     pub member: String,
@@ -120,6 +120,7 @@ pub struct MemberStatus {
     pub last_round_trip_ms: Option<f64>,
     /// Round trips of the last accepted shares (up to [`ROUND_TRIPS_KEPT`]), milliseconds.
     #[serde(skip)]
+    #[schema(ignore)]
     pub round_trips_ms: std::collections::VecDeque<f64>,
 }
 

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use super::audit::{AuditReport, Auditor};
 use super::protocol::{self, Message};
@@ -155,15 +154,9 @@ pub async fn fetch(
             "{coordinator} is an onion address: add --socks5 127.0.0.1:9050 (Tor's SOCKS port)"
         );
     }
-    let stream = match socks5 {
-        Some(proxy) => tokio_socks::tcp::Socks5Stream::connect(proxy, (host.as_str(), port))
-            .await
-            .map(|s| s.into_inner())
-            .with_context(|| format!("cannot reach {coordinator} through SOCKS5 {proxy}"))?,
-        None => TcpStream::connect((host.as_str(), port))
-            .await
-            .with_context(|| format!("cannot connect to the coordinator at {coordinator}"))?,
-    };
+    let stream = crate::node::socks::connect(&host, port, socks5, Duration::from_secs(120))
+        .await
+        .map_err(|e| anyhow::anyhow!("the coordinator at {coordinator}: {e}"))?;
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut buf = Vec::new();

@@ -565,13 +565,8 @@ impl Writer {
                         .get(&member)
                         .or_else(|| self.accounts.script_of(&member));
                     if current != Some(&script) {
-                        let kind = Reject::WrongPayouts(super::payout::PayoutMismatch::Count {
-                            found: 0,
-                            expected: 0,
-                        })
-                        .kind();
                         let _ = reply.send(Err((
-                            kind.into(),
+                            "wrong_payouts".into(),
                             "this member logged in again with another payout script; log in again"
                                 .into(),
                         )));
@@ -616,7 +611,7 @@ impl Writer {
         let first = if entries.is_empty() {
             Ok(self.ledger.len())
         } else {
-            // On a blocking thread: one write and one fsync for the whole batch.
+            // One write and one fsync for the whole batch, off the async workers' hands.
             let ledger = &mut self.ledger;
             blocking(|| ledger.append(&entries))
         };
@@ -646,6 +641,7 @@ impl Writer {
                 return;
             }
         };
+        let mut found_block = false;
         for p in pending {
             match p {
                 Pending::Login(member, script, reply) => {
@@ -668,10 +664,16 @@ impl Writer {
                     if let Some((height, block, hash)) = block {
                         self.accounts.block_found(round);
                         self.submit_block(member, height, block, hash).await;
+                        found_block = true;
                     }
                     let _ = reply.send(Ok(first + index as u64));
                 }
             }
+        }
+        if found_block {
+            // Who is owed changed (rule 5), and the next block is a new race: a new list now
+            // rather than at the next tick.
+            self.maybe_round();
         }
     }
 

@@ -264,26 +264,11 @@ impl MemberClient {
 
     async fn connect(&self) -> anyhow::Result<TcpStream> {
         let s = &self.settings;
-        let attempt = async {
-            match &s.socks5 {
-                // The proxy resolves the name: .onion works, and no DNS leaks around Tor.
-                Some(proxy) => tokio_socks::tcp::Socks5Stream::connect(
-                    proxy.as_str(),
-                    (s.host.as_str(), s.port),
-                )
-                .await
-                .map(|s| s.into_inner())
-                .with_context(|| format!("through SOCKS5 proxy {proxy}")),
-                None => TcpStream::connect((s.host.as_str(), s.port))
-                    .await
-                    .context("connect"),
-            }
-        };
         tokio::select! {
             _ = self.cancel.cancelled() => anyhow::bail!("stopping"),
-            r = tokio::time::timeout(CONNECT_TIMEOUT, attempt) => r
-                .map_err(|_| anyhow::anyhow!("timed out after {CONNECT_TIMEOUT:?}"))?
-                .with_context(|| format!("cannot connect to {}:{}", s.host, s.port)),
+            r = crate::node::socks::connect(&s.host, s.port, s.socks5.as_deref(), CONNECT_TIMEOUT) => {
+                r.map_err(|e| anyhow::anyhow!(e))
+            }
         }
     }
 

@@ -133,30 +133,7 @@ impl PoolClient {
 
     async fn connect(&self) -> Result<TcpStream, String> {
         let s = &self.settings;
-        let attempt = async {
-            match &s.socks5 {
-                // The proxy resolves the name (ATYP 3): .onion names work, and DNS does not
-                // leak around Tor.
-                Some(proxy) => tokio_socks::tcp::Socks5Stream::connect(
-                    proxy.as_str(),
-                    (s.host.as_str(), s.port),
-                )
-                .await
-                .map(|s| s.into_inner())
-                .map_err(|e| format!("through SOCKS5 proxy {proxy}: {e}")),
-                None => TcpStream::connect((s.host.as_str(), s.port))
-                    .await
-                    .map_err(|e| e.to_string()),
-            }
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(format!("cannot connect to {}:{}: {e}", s.host, s.port)),
-            Err(_) => Err(format!(
-                "cannot connect to {}:{}: timed out after {CONNECT_TIMEOUT:?}",
-                s.host, s.port
-            )),
-        }
+        crate::node::socks::connect(&s.host, s.port, s.socks5.as_deref(), CONNECT_TIMEOUT).await
     }
 
     /// One connection, until it fails (`Err` with the reason) or the daemon stops (`Ok`).

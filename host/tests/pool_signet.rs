@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bitcoin::{Address, Network, ScriptBuf};
+use common::pool::{RawMember, job_paying};
 use hearth::daemon::Daemon;
 use hearth::pool::audit::{AuditReport, Auditor};
 use hearth::pool::identity::{MemberId, MemberKey};
@@ -576,140 +577,9 @@ async fn a_member_reaches_the_coordinator_by_its_onion_address() {
     pool_of_three(true).await;
 }
 
-/// A member of the test's own making, speaking the pool protocol by hand.
-struct RawMember {
-    lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>>,
-    write: tokio::net::tcp::OwnedWriteHalf,
-    payees: Vec<hearth::pool::payout::Payee>,
-    round: u64,
-    next_id: u64,
-}
-
-impl RawMember {
-    async fn login(coordinator: &str, key: &MemberKey, script: &ScriptBuf) -> RawMember {
-        Self::try_login(coordinator, key, script, false)
-            .await
-            .unwrap_or_else(|e| panic!("login refused: {e}"))
-    }
-
-    /// Log in, signing the challenge (or, with `forge`, some other challenge); the refusal.
-    async fn try_login(
-        coordinator: &str,
-        key: &MemberKey,
-        script: &ScriptBuf,
-        forge: bool,
-    ) -> Result<RawMember, Value> {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let stream = tokio::net::TcpStream::connect(coordinator).await.unwrap();
-        let (read, mut write) = stream.into_split();
-        let mut lines = tokio::io::BufReader::new(read).lines();
-        let hello: Value =
-            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-        let mut challenge: [u8; 32] = hex::decode(hello["params"]["challenge"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap();
-        if forge {
-            challenge[0] ^= 1;
-        }
-        let login = json!({"id": 1, "method": "login", "params": {
-            "member": key.id().to_string(),
-            "payout": script.to_hex_string(),
-            "signature": key.sign_auth(&challenge, script.as_bytes()).to_string(),
-        }});
-        write
-            .write_all(format!("{login}\n").as_bytes())
-            .await
-            .unwrap();
-        let mut m = RawMember {
-            lines,
-            write,
-            payees: Vec::new(),
-            round: 0,
-            next_id: 2,
-        };
-        while m.round == 0 {
-            let v = m.next().await;
-            if !v["error"].is_null() {
-                return Err(v);
-            }
-        }
-        Ok(m)
-    }
-
-    async fn next(&mut self) -> Value {
-        let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
-            .await
-            .expect("nothing from the coordinator in 30 s")
-            .unwrap()
-            .expect("the coordinator closed the connection");
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if v["method"] == "round" {
-            self.round = v["params"]["round"].as_u64().unwrap();
-            self.payees = serde_json::from_value(v["params"]["payees"].clone()).unwrap();
-        }
-        v
-    }
-
-    /// Send a share for `job`'s header with `nonce`; the coordinator's answer.
-    async fn share(&mut self, job: &hearth::work::Job, nonce: u32, round: u64) -> Value {
-        use tokio::io::AsyncWriteExt;
-        let id = self.next_id;
-        self.next_id += 1;
-        let header = bitcoin::consensus::serialize(&job.header(job.version, nonce));
-        let request = json!({"id": id, "method": "share", "params": {
-            "round": round,
-            "header": hex::encode(header),
-            "coinbase": hex::encode(job.work.coinbase.legacy_bytes(job.extranonce())),
-            "branch": job.work.branch.iter().map(|b| hex::encode(bitcoin::hashes::Hash::to_byte_array(*b))).collect::<Vec<_>>(),
-        }});
-        self.write
-            .write_all(format!("{request}\n").as_bytes())
-            .await
-            .unwrap();
-        loop {
-            let v = self.next().await;
-            if v["id"] == json!(id) {
-                return v;
-            }
-        }
-    }
-}
-
-/// A job on the coordinator's node's current template whose coinbase pays `payouts` and
-/// commits to `member`.
-async fn job_paying(
-    node: &RegtestNode,
-    payouts: impl FnOnce(bitcoin::Amount) -> Vec<bitcoin::TxOut>,
-    member: &MemberId,
-) -> hearth::work::Job {
-    let rpc = node.rpc().unwrap();
-    let template =
-        hearth::node::source::fetch_template(&rpc, Network::Signet, None, Duration::from_secs(10))
-            .await
-            .unwrap();
-    let outputs = payouts(template.coinbase_value);
-    let commitment = hearth::pool::identity::commitment(member);
-    let work =
-        hearth::work::TemplateWork::paying(1, template, &outputs, Some(&commitment), b"", true)
-            .unwrap();
-    hearth::work::JobFactory::new(
-        7,
-        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)),
-        hearth::work::BIP320_MASK,
-    )
-    .next_job(&std::sync::Arc::new(work))
-}
-
+/// A nonce for `job` whose header is a share at [`SHARE_DIFFICULTY`], not a block.
 fn meets_share_target(job: &hearth::work::Job) -> u32 {
-    let target = hearth::stratum::difficulty::target_for_difficulty(SHARE_DIFFICULTY).unwrap();
-    // A share, not a block (a block would have to carry its transactions).
-    (0u32..)
-        .find(|n| {
-            let hash = job.header(job.version, *n).block_hash();
-            target.is_met_by(hash) && !job.work.template.target.is_met_by(hash)
-        })
-        .unwrap()
+    common::pool::share_nonces(job, SHARE_DIFFICULTY, 0, 1)[0]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -814,7 +684,7 @@ async fn bad_shares_are_refused_and_the_pool_survives_its_coordinator() {
     drop(m);
     // Logins that must fail: a key not in the member list, a signature over another challenge.
     let stranger = MemberKey::generate().unwrap();
-    let refused = RawMember::try_login(&reach, &stranger, &mallory.script, false)
+    let refused = RawMember::try_login(&reach, None, &stranger, &mallory.script, false)
         .await
         .err()
         .expect("a stranger logged in");
@@ -825,7 +695,7 @@ async fn bad_shares_are_refused_and_the_pool_survives_its_coordinator() {
             .contains("not in this pool's member list"),
         "{refused}"
     );
-    let refused = RawMember::try_login(&reach, &mallory_key, &mallory.script, true)
+    let refused = RawMember::try_login(&reach, None, &mallory_key, &mallory.script, true)
         .await
         .err()
         .expect("a forged login was taken");

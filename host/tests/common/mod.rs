@@ -14,6 +14,7 @@ use bitcoin::{Address, CompressedPublicKey, Network, PrivateKey, ScriptBuf};
 use hearth::node::RpcClient;
 use hearth::regtest::{RegtestNode, bitcoind_from_scripts};
 
+pub mod pool;
 pub mod socks;
 pub mod stratum;
 pub mod tor;

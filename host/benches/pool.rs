@@ -200,23 +200,6 @@ fn share_bytes(job: &Job, nonce: u32, round: u64) -> ShareBytes {
     }
 }
 
-/// The ledger entry the coordinator's writer makes of an accepted share.
-fn share_entry(share: &ShareBytes, member: MemberId, target_hex: &str, block: bool) -> Entry {
-    Entry::Share {
-        round: share.round,
-        member,
-        target: target_hex.to_string(),
-        header: hex::encode(share.header),
-        coinbase: hex::encode(&share.coinbase),
-        branch: share
-            .branch
-            .iter()
-            .map(|b| hex::encode(b.to_byte_array()))
-            .collect(),
-        block,
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // Stage 1: validation and the writer
 // ------------------------------------------------------------------------------------------
@@ -342,10 +325,10 @@ fn time_validation(template: &BlockTemplate, n: usize) -> ValidationRow {
 /// Share entries as the writer makes them (3-payee coinbases).
 fn writer_entries(template: &BlockTemplate) -> Vec<Entry> {
     let p = prepare(template, 3);
-    let target_hex = hex::encode(easy_target().to_be_bytes());
+    let target = easy_target();
     p.shares
         .iter()
-        .map(|(s, share)| share_entry(share, p.members[*s].id, &target_hex, false))
+        .map(|(s, share)| Entry::share(share, p.members[*s].id, target, false))
         .collect()
 }
 
@@ -446,7 +429,7 @@ fn write_ledger(path: &Path, template: &BlockTemplate, o: &Options) -> Written {
         accounts.set_member(m.id, m.script.clone());
     }
     let share_target = easy_target();
-    let target_hex = hex::encode(share_target.to_be_bytes());
+
     let share_work = target_work(&share_target);
     let ids = Arc::new(AtomicU64::new(0));
     let mut factories: Vec<_> = (0..MEMBERS)
@@ -500,7 +483,7 @@ fn write_ledger(path: &Path, template: &BlockTemplate, o: &Options) -> Written {
         let hash = job.header(job.version, n as u32).block_hash();
         assert!(share_target.is_met_by(hash));
         let block = template.target.is_met_by(hash);
-        pending.push(share_entry(&share, members[i].id, &target_hex, block));
+        pending.push(Entry::share(&share, members[i].id, share_target, block));
         accounts.credit(&members[i].id, share_work);
         if block {
             accounts.block_found(round);

@@ -580,19 +580,7 @@ impl Writer {
                         continue;
                     }
                     let index = entries.len();
-                    entries.push(Entry::Share {
-                        round: share.round,
-                        member,
-                        target: hex::encode(target.to_be_bytes()),
-                        header: hex::encode(share.header),
-                        coinbase: hex::encode(&share.coinbase),
-                        branch: share
-                            .branch
-                            .iter()
-                            .map(|b| hex::encode(b.to_byte_array()))
-                            .collect(),
-                        block: block.is_some(),
-                    });
+                    entries.push(Entry::share(&share, member, target, block.is_some()));
                     pending.push(Pending::Share {
                         member,
                         target,

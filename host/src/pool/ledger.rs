@@ -67,6 +67,30 @@ pub enum Entry {
     },
 }
 
+impl Entry {
+    /// The entry for a share that `member` found, accepted at `target`.
+    pub fn share(
+        share: &super::validate::ShareBytes,
+        member: MemberId,
+        target: bitcoin::Target,
+        block: bool,
+    ) -> Entry {
+        Entry::Share {
+            round: share.round,
+            member,
+            target: hex::encode(target.to_be_bytes()),
+            header: hex::encode(share.header),
+            coinbase: hex::encode(&share.coinbase),
+            branch: share
+                .branch
+                .iter()
+                .map(|b| hex::encode(b.to_byte_array()))
+                .collect(),
+            block,
+        }
+    }
+}
+
 /// One line as written.
 #[derive(Debug, Serialize)]
 struct LineOut<'a> {

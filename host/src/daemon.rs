@@ -596,7 +596,8 @@ fn device_name(index: usize, device: &DeviceConfig) -> (String, &'static str) {
     )
 }
 
-async fn wait_for_signal() {
+/// SIGINT (Ctrl-C) or SIGTERM (`kill`, a service manager).
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

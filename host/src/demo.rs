@@ -110,10 +110,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut events = daemon.events.subscribe();
     let started = Instant::now();
     let mut accepted = 0u32;
+    // Ctrl-C or `kill`: either way the demo stops its throwaway bitcoind on the way out.
+    let stop = crate::daemon::wait_for_signal();
+    tokio::pin!(stop);
     let result = loop {
         let event = tokio::select! {
             e = events.recv() => e,
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = &mut stop => break Ok(()),
         };
         match event {
             Ok(Event::DeviceUp { device, detail }) => println!("{device}: {detail} ready"),

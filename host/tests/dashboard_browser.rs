@@ -241,7 +241,7 @@ fn the_dashboard_shows_live_mining_in_a_real_browser() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
-    let _demo = common::Killed(demo);
+    let _demo = common::Terminated(demo);
     let url = loop {
         let line = lines
             .next()

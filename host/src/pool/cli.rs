@@ -168,7 +168,7 @@ pub async fn fetch(
         let page = loop {
             let line = tokio::time::timeout(
                 Duration::from_secs(120),
-                protocol::read_line(&mut reader, &mut buf),
+                protocol::read_line(&mut reader, &mut buf, protocol::MAX_LINE),
             )
             .await
             .context("the coordinator did not answer within 120 s")??

@@ -341,6 +341,11 @@ impl Coordinator {
             rpc: node.rpc.clone(),
         });
         let mut session_id = 0u64;
+        // Anyone who reaches the port gets a session until it logs in (or not, within 30 s): a
+        // bound on them bounds what strangers can make the coordinator hold.
+        let sessions = Arc::new(tokio::sync::Semaphore::new(
+            settings.members.len().saturating_mul(2) + SPARE_SESSIONS,
+        ));
         loop {
             let (stream, peer) = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -353,11 +358,17 @@ impl Coordinator {
                     }
                 },
             };
+            let Ok(permit) = sessions.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "pool: too many connections open; this one is closed");
+                drop(stream);
+                continue;
+            };
             session_id += 1;
             let ctx = ctx.clone();
             let cancel = cancel.clone();
             let id = session_id;
             tasks.spawn(async move {
+                let _permit = permit;
                 if let Err(e) = session(stream, id, &ctx, cancel).await {
                     tracing::info!(%peer, reason = %e, "pool member connection closed");
                 }
@@ -520,13 +531,18 @@ impl Writer {
         for command in batch {
             match command {
                 Command::Ledger { from, max, reply } => {
-                    let page = self
-                        .ledger
-                        .read_lines(from, max.min(protocol::LEDGER_PAGE))
-                        .map(|lines| protocol::LedgerPage {
-                            lines,
-                            total: self.ledger.len(),
-                        });
+                    let ledger = &self.ledger;
+                    let page = blocking(|| {
+                        ledger.read_lines(
+                            from,
+                            max.min(protocol::LEDGER_PAGE),
+                            protocol::LEDGER_PAGE_BYTES,
+                        )
+                    })
+                    .map(|lines| protocol::LedgerPage {
+                        lines,
+                        total: self.ledger.len(),
+                    });
                     let _ = reply.send(page);
                 }
                 Command::Budget => budget_changed = true,
@@ -616,9 +632,20 @@ impl Writer {
                                 "the coordinator cannot write its ledger"
                             )));
                         }
-                        Pending::Share { reply, hash, .. } => {
-                            // Not recorded: the member may send it again.
+                        Pending::Share {
+                            reply,
+                            hash,
+                            member,
+                            block,
+                            ..
+                        } => {
+                            // Not recorded: the member may send it again. A block goes to the
+                            // node all the same (the journal is another file, and a block is
+                            // worth more than its ledger line).
                             self.seen.set.remove(&hash);
+                            if let Some((height, block, hash)) = block {
+                                self.submit_block(member, height, block, hash).await;
+                            }
                             let _ = reply.send(Err((
                                 "ledger_write".into(),
                                 "the coordinator could not record the share".into(),
@@ -814,6 +841,10 @@ impl Drop for ConnectedGuard {
 
 /// How long a connection may take to log in.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest standard payout output, in a coinbase: value, script length, 34-byte script.
+const ONE_OUTPUT_BYTES: u64 = 8 + 1 + 34;
+/// Sessions allowed beyond two per listed member (auditors, members reconnecting).
+const SPARE_SESSIONS: usize = 256;
 
 async fn session(
     stream: TcpStream,
@@ -843,7 +874,9 @@ async fn session(
     // Counts the member as connected from its login until this session ends, however it ends.
     let mut _connected: Option<ConnectedGuard> = None;
     let mut buf = Vec::new();
-    let started = Instant::now();
+    // A stranger may stay while it keeps asking (an auditor fetching a long ledger); one that
+    // neither logs in nor asks anything for LOGIN_TIMEOUT is dropped.
+    let mut last_request = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let line = tokio::select! {
@@ -857,8 +890,8 @@ async fn session(
                 continue;
             }
             _ = tick.tick() => {
-                if login.is_none() && started.elapsed() > LOGIN_TIMEOUT {
-                    anyhow::bail!("no login within {LOGIN_TIMEOUT:?}");
+                if login.is_none() && last_request.elapsed() > LOGIN_TIMEOUT {
+                    anyhow::bail!("no login or request within {LOGIN_TIMEOUT:?}");
                 }
                 if let Some(l) = login.as_mut()
                     && let Some(d) = l.vardiff.on_tick(l.difficulty, Instant::now())
@@ -867,7 +900,11 @@ async fn session(
                 }
                 continue;
             }
-            line = protocol::read_line(&mut reader, &mut buf) => match line? {
+            line = protocol::read_line(&mut reader, &mut buf, if login.is_some() {
+                protocol::MAX_LINE
+            } else {
+                protocol::MAX_LINE_BEFORE_LOGIN
+            }) => match line? {
                 Some(line) => line,
                 None => return Ok(()),
             },
@@ -875,6 +912,7 @@ async fn session(
         if line.is_empty() {
             continue;
         }
+        last_request = Instant::now();
         let request: Request = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(e) => anyhow::bail!("not a pool request: {e}"),
@@ -1074,7 +1112,13 @@ async fn do_login(
         .await
         .map_err(|_| anyhow::anyhow!("the coordinator is stopping"))??;
     if let Ok(mut s) = ctx.shared.lock() {
-        s.budgets.insert(session_id, login.output_bytes);
+        // The pool's lists fit the smallest room any member has, but always room for one
+        // payout (a P2TR or P2WSH output: 8 + 1 + 34 bytes): one member claiming none must not
+        // empty every list, which would pay each block to its finder alone.
+        s.budgets.insert(
+            session_id,
+            login.output_bytes.map(|b| b.max(ONE_OUTPUT_BYTES)),
+        );
     }
     let difficulty = ctx.settings.vardiff.start;
     Ok(LoggedIn {

@@ -286,13 +286,35 @@ impl Ledger {
         Ok(first)
     }
 
-    /// Up to `max` lines from `from` (without newlines), read from the file.
-    pub fn read_lines(&self, from: u64, max: usize) -> anyhow::Result<Vec<String>> {
+    /// Up to `max` lines from `from` (without newlines), read from the file, and no more than
+    /// `max_bytes` of them (but always one, when there is one).
+    pub fn read_lines(
+        &self,
+        from: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> anyhow::Result<Vec<String>> {
         let Some(&start) = self.offsets.get(from as usize) else {
             return Ok(Vec::new());
         };
-        let last = (from as usize + max).min(self.offsets.len());
-        let stop = self.offsets.get(last).copied().unwrap_or(self.end);
+        let end_of = |i: usize| self.offsets.get(i).copied().unwrap_or(self.end);
+        let mut last = (from as usize)
+            .saturating_add(max.max(1))
+            .min(self.offsets.len());
+        // The offsets are increasing: the longest run within the byte budget, by bisection.
+        if end_of(last) - start > max_bytes as u64 {
+            let (mut fits, mut over) = (from as usize + 1, last);
+            while fits + 1 < over {
+                let mid = fits + (over - fits) / 2;
+                if end_of(mid) - start > max_bytes as u64 {
+                    over = mid;
+                } else {
+                    fits = mid;
+                }
+            }
+            last = fits;
+        }
+        let stop = end_of(last);
         let mut file = File::open(&self.path)
             .with_context(|| format!("cannot read {}", self.path.display()))?;
         file.seek(SeekFrom::Start(start))?;
@@ -349,7 +371,13 @@ mod tests {
         assert_eq!(seen.len(), 3);
         assert_eq!(seen[2].1, member_entry(3));
         assert_eq!(ledger.last_hash(), hash);
-        assert_eq!(ledger.read_lines(1, 10).unwrap().len(), 2);
+        assert_eq!(ledger.read_lines(1, 10, usize::MAX).unwrap().len(), 2);
+        // The byte budget cuts the page, but never below one line.
+        assert_eq!(ledger.read_lines(0, 10, 1).unwrap().len(), 1);
+        let two = ledger.read_lines(0, 2, usize::MAX).unwrap();
+        let budget = two.iter().map(|l| l.len() + 1).sum::<usize>();
+        assert_eq!(ledger.read_lines(0, 10, budget).unwrap(), two);
+        assert_eq!(ledger.read_lines(0, 10, budget - 1).unwrap().len(), 1);
         let mut ledger = ledger;
         ledger.append(&[member_entry(4)]).unwrap();
         assert_eq!(Ledger::open(&path, |_, _| {}).unwrap().len(), 4);

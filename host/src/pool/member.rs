@@ -164,6 +164,9 @@ pub struct MemberClient {
 
 /// Longest wait for a connection (Tor circuits to an onion service take seconds).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the coordinator may leave a login or a share unanswered (or a share unread)
+/// before the member drops the connection. Replies take milliseconds, over Tor a second or so.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl MemberClient {
     /// Channels for a member: the state the template source watches, and the client.
@@ -285,13 +288,15 @@ impl MemberClient {
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read);
         let mut buf = Vec::new();
-        let hello: Message =
-            tokio::time::timeout(CONNECT_TIMEOUT, protocol::read_line(&mut reader, &mut buf))
-                .await
-                .map_err(|_| anyhow::anyhow!("no hello from the coordinator"))??
-                .map(|l| serde_json::from_str(&l))
-                .transpose()?
-                .context("the coordinator closed the connection")?;
+        let hello: Message = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            protocol::read_line(&mut reader, &mut buf, protocol::MAX_LINE),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no hello from the coordinator"))??
+        .map(|l| serde_json::from_str(&l))
+        .transpose()?
+        .context("the coordinator closed the connection")?;
         let hello: protocol::Hello = serde_json::from_value(hello.params)
             .context("the coordinator's hello is malformed (is this a Hearth pool port?)")?;
         if hello.network != self.settings.network.to_core_arg() {
@@ -321,10 +326,22 @@ impl MemberClient {
         let mut next_id = 2u64;
         let mut in_flight: HashMap<u64, Instant> = HashMap::new();
         let mut logged_in = false;
+        let login_sent = Instant::now();
+        // A coordinator that holds the connection but answers nothing is as good as gone: the
+        // member leaves it (and mines solo after solo_after) rather than wait on it forever.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(()),
-                line = protocol::read_line(&mut reader, &mut buf) => {
+                _ = tick.tick() => {
+                    if !logged_in && login_sent.elapsed() > REPLY_TIMEOUT {
+                        anyhow::bail!("the coordinator did not answer the login in {REPLY_TIMEOUT:?}");
+                    }
+                    if in_flight.values().any(|sent| sent.elapsed() > REPLY_TIMEOUT) {
+                        anyhow::bail!("the coordinator did not answer a share in {REPLY_TIMEOUT:?}");
+                    }
+                }
+                line = protocol::read_line(&mut reader, &mut buf, protocol::MAX_LINE) => {
                     let Some(line) = line? else { anyhow::bail!("the coordinator closed the connection") };
                     let message: Message = serde_json::from_str(&line).context("malformed message from the coordinator")?;
                     match (message.id, message.method.as_deref()) {
@@ -400,7 +417,10 @@ impl MemberClient {
                     if in_flight.len() > 10_000 {
                         in_flight.clear();
                     }
-                    write.write_all(protocol::line(&json!({"id": id, "method": "share", "params": params})).as_bytes()).await?;
+                    let line = protocol::line(&json!({"id": id, "method": "share", "params": params}));
+                    tokio::time::timeout(REPLY_TIMEOUT, write.write_all(line.as_bytes()))
+                        .await
+                        .map_err(|_| anyhow::anyhow!("the coordinator took no share in {REPLY_TIMEOUT:?}"))??;
                 }
             }
         }

@@ -23,8 +23,17 @@ use super::payout::{Payee, RoundRules};
 pub const VERSION: u32 = 1;
 /// Longest line either side accepts (a share with a block attached: up to 4 MB of block as hex).
 pub const MAX_LINE: usize = 9 * 1024 * 1024;
+/// Longest line the coordinator takes before a login: a login, or an auditor's `ledger` or
+/// `status` request, is a few hundred bytes.
+pub const MAX_LINE_BEFORE_LOGIN: usize = 16 * 1024;
 /// Most ledger lines one `ledger` reply carries.
 pub const LEDGER_PAGE: usize = 5000;
+/// Most ledger bytes one `ledger` reply carries (at least one line): well under [`MAX_LINE`]
+/// once the lines are escaped as JSON strings. A share's line is about 2 KB, a round's up to
+/// about 15 KB.
+pub const LEDGER_PAGE_BYTES: usize = 4 * 1024 * 1024;
+// A page must fit in a line even if escaping doubled every byte (`"` becomes `\"`).
+const _: () = assert!(2 * LEDGER_PAGE_BYTES + 64 * 1024 < MAX_LINE);
 
 /// A request (member or auditor to coordinator).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,13 +213,17 @@ pub fn error(id: u64, kind: &str, message: impl Into<String>) -> String {
     })
 }
 
-/// Read one line of at most [`MAX_LINE`] bytes; `Ok(None)` at the end of the stream.
+/// Read one line of at most `max` bytes; `Ok(None)` at the end of the stream.
+///
+/// Cancel-safe, so that it can stand in a `select!` beside timers: the part of a line read so
+/// far stays in `buf` (the caller's, kept across calls) and the next call goes on from there.
+/// A line of a few megabytes (a share with its block) takes seconds over Tor.
 pub async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
+    max: usize,
 ) -> std::io::Result<Option<String>> {
     use tokio::io::AsyncBufReadExt;
-    buf.clear();
     loop {
         let chunk = reader.fill_buf().await?;
         if chunk.is_empty() {
@@ -227,12 +240,14 @@ pub async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
             Some(i) => (i + 1, true),
             None => (chunk.len(), false),
         };
+        // No await between taking the bytes and keeping them: nothing is lost to a cancel.
         buf.extend_from_slice(&chunk[..take]);
         reader.consume(take);
-        if buf.len() > MAX_LINE {
+        if buf.len() > max {
+            buf.clear();
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("line longer than {MAX_LINE} bytes"),
+                format!("line longer than {max} bytes"),
             ));
         }
         if done {
@@ -241,5 +256,44 @@ pub async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
             })?;
             return Ok(Some(text.trim_end().to_owned()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncWriteExt, BufReader};
+
+    #[tokio::test]
+    async fn a_line_read_across_a_cancelled_read_is_whole() {
+        let (mut far, near) = tokio::io::duplex(64);
+        let mut reader = BufReader::new(near);
+        let mut buf = Vec::new();
+        far.write_all(b"{\"id\":1,\"method\":").await.unwrap();
+        // A timer wins the select while the line is half read, as the coordinator's tick does.
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(20),
+            read_line(&mut reader, &mut buf, 1024),
+        )
+        .await;
+        assert!(cancelled.is_err());
+        far.write_all(b"\"status\"}\nnext\n").await.unwrap();
+        let line = read_line(&mut reader, &mut buf, 1024).await.unwrap();
+        assert_eq!(line.as_deref(), Some("{\"id\":1,\"method\":\"status\"}"));
+        let line = read_line(&mut reader, &mut buf, 1024).await.unwrap();
+        assert_eq!(line.as_deref(), Some("next"));
+        drop(far);
+        assert_eq!(read_line(&mut reader, &mut buf, 1024).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_line_over_the_limit_is_refused() {
+        let (mut far, near) = tokio::io::duplex(1024);
+        let mut reader = BufReader::new(near);
+        let mut buf = Vec::new();
+        far.write_all(&[b'x'; 200]).await.unwrap();
+        let e = read_line(&mut reader, &mut buf, 100).await.unwrap_err();
+        assert!(e.to_string().contains("longer than 100 bytes"), "{e}");
     }
 }

@@ -30,6 +30,26 @@ impl Drop for Killed {
     }
 }
 
+/// A child process stopped with SIGTERM when the test lets go of it, given time to stop what
+/// it started (the demo's own bitcoind, which SIGKILL would leave running), then killed.
+pub struct Terminated(pub Child);
+
+impl Drop for Terminated {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The first line the child prints on stdout, trimmed.
 pub fn first_line(child: &mut Child) -> String {
     let mut line = String::new();

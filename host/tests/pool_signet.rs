@@ -18,6 +18,7 @@ use hearth::daemon::Daemon;
 use hearth::pool::audit::{AuditReport, Auditor};
 use hearth::pool::identity::{MemberId, MemberKey};
 use hearth::pool::ledger::Entry;
+use hearth::pool::payout::Payee;
 use hearth::regtest::RegtestNode;
 use serde_json::{Value, json};
 
@@ -136,7 +137,7 @@ fn entries(lines: &[String]) -> Vec<Entry> {
 }
 
 /// The rounds' lists, by round.
-fn rounds(entries: &[Entry]) -> std::collections::HashMap<u64, Vec<hearth::pool::payout::Payee>> {
+fn rounds(entries: &[Entry]) -> std::collections::HashMap<u64, Vec<Payee>> {
     entries
         .iter()
         .filter_map(|e| match e {
@@ -577,6 +578,48 @@ async fn a_member_reaches_the_coordinator_by_its_onion_address() {
     pool_of_three(true).await;
 }
 
+/// A share sent, and what came of it.
+struct Sent {
+    reply: Value,
+    job: hearth::work::Job,
+    nonce: u32,
+    round: u64,
+    /// Times the round had moved on before the share reached the coordinator (each is counted
+    /// there as a `stale_round` refusal).
+    stale_rounds: u64,
+}
+
+/// A share on the round `m` knows of now: its coinbase pays what `outputs` makes of the
+/// round's list and commits to `member`; its nonce meets the share target when `work`. Sent
+/// again on the newer round when the round moved on meanwhile: here every block (one every few
+/// seconds) starts a round, and the test's grace is 2 s.
+async fn share_on_the_current_round(
+    m: &mut RawMember,
+    node: &RegtestNode,
+    outputs: impl Fn(&[Payee], bitcoin::Amount) -> Vec<bitcoin::TxOut>,
+    member: &MemberId,
+    work: bool,
+) -> Sent {
+    let mut stale_rounds = 0;
+    loop {
+        let (round, payees) = (m.round, m.payees.clone());
+        let job = job_paying(node, |value| outputs(&payees, value), member).await;
+        let nonce = if work { meets_share_target(&job) } else { 0 };
+        let reply = m.share(&job, nonce, round).await;
+        if reply["error"]["kind"] == json!("stale_round") && stale_rounds < 10 {
+            stale_rounds += 1;
+            continue;
+        }
+        return Sent {
+            reply,
+            job,
+            nonce,
+            round,
+            stale_rounds,
+        };
+    }
+}
+
 /// A nonce for `job` whose header is a share at [`SHARE_DIFFICULTY`], not a block.
 fn meets_share_target(job: &hearth::work::Job) -> u32 {
     common::pool::share_nonces(job, SHARE_DIFFICULTY, 0, 1)[0]
@@ -620,31 +663,37 @@ async fn bad_shares_are_refused_and_the_pool_survives_its_coordinator() {
 
     // Mallory, a listed member, sends every kind of bad share; each is refused and counted.
     let mut m = RawMember::login(&reach, &mallory_key, &mallory.script).await;
-    let round = m.round;
-    let payees = m.payees.clone();
-    let fair = |value| hearth::pool::payout::payout_outputs(&payees, &mallory.script, value);
-    let greedy = |value| {
+    let fair = |payees: &[Payee], value| {
+        hearth::pool::payout::payout_outputs(payees, &mallory.script, value)
+    };
+    let greedy = |_: &[Payee], value| {
         vec![bitcoin::TxOut {
             value,
             script_pubkey: mallory.script.clone(),
         }]
     };
     let mut refused = std::collections::BTreeMap::new();
-    let mut expect = |reply: Value, kind: &str| {
+    // `kind` of refusal expected (or none), after `stale_rounds` refusals as stale_round.
+    let mut expect = |reply: &Value, stale_rounds: u64, kind: Option<&str>| {
         assert_eq!(reply["error"]["kind"], json!(kind), "{reply}");
-        *refused.entry(kind.to_string()).or_insert(0u64) += 1;
+        if let Some(kind) = kind {
+            *refused.entry(kind.to_string()).or_insert(0u64) += 1;
+        }
+        if stale_rounds > 0 {
+            *refused.entry("stale_round".to_string()).or_insert(0u64) += stale_rounds;
+        }
     };
-    if !payees.is_empty() {
-        let job = job_paying(&c_node, greedy, &mallory.id).await;
-        expect(m.share(&job, 0, round).await, "wrong_payouts");
+    if !m.payees.is_empty() {
+        let sent = share_on_the_current_round(&mut m, &c_node, greedy, &mallory.id, false).await;
+        expect(&sent.reply, sent.stale_rounds, Some("wrong_payouts"));
     }
-    let job = job_paying(&c_node, fair, &alice.id).await;
-    expect(m.share(&job, 0, round).await, "wrong_member");
-    let job = job_paying(&c_node, fair, &mallory.id).await;
-    let nonce = meets_share_target(&job);
-    let accepted = m.share(&job, nonce, round).await;
-    assert!(accepted["error"].is_null(), "{accepted}");
-    expect(m.share(&job, nonce, round).await, "duplicate");
+    let sent = share_on_the_current_round(&mut m, &c_node, fair, &alice.id, false).await;
+    expect(&sent.reply, sent.stale_rounds, Some("wrong_member"));
+    let accepted = share_on_the_current_round(&mut m, &c_node, fair, &mallory.id, true).await;
+    expect(&accepted.reply, accepted.stale_rounds, None);
+    let (job, nonce) = (&accepted.job, accepted.nonce);
+    let again = m.share(job, nonce, accepted.round).await;
+    expect(&again, 0, Some("duplicate"));
     // A block on another tip: the old one is stale once the grace period (2 s) is over.
     let rpc = c_node.rpc().unwrap();
     common::call(
@@ -655,24 +704,15 @@ async fn bad_shares_are_refused_and_the_pool_survives_its_coordinator() {
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let round_now = m.round;
-    expect(
-        m.share(&job, nonce.wrapping_add(1), round_now).await,
-        "stale_tip",
-    );
+    let stale = m.share(job, nonce.wrapping_add(1), round_now).await;
+    expect(&stale, 0, Some("stale_tip"));
     // The same key logs in from a second rig with another payout script: the first session's
     // shares no longer count (an empty list would pay the finder, whose script the ledger
     // now says is the second one).
     let other_script = member(dir.path(), "mallory-rig-2").script;
     let _second = RawMember::login(&reach, &mallory_key, &other_script).await;
-    let (payees_now, round_now) = (m.payees.clone(), m.round);
-    let job = job_paying(
-        &c_node,
-        |value| hearth::pool::payout::payout_outputs(&payees_now, &mallory.script, value),
-        &mallory.id,
-    )
-    .await;
-    let nonce = meets_share_target(&job);
-    expect(m.share(&job, nonce, round_now).await, "wrong_payouts");
+    let sent = share_on_the_current_round(&mut m, &c_node, fair, &mallory.id, true).await;
+    expect(&sent.reply, sent.stale_rounds, Some("wrong_payouts"));
     let counted = status(&reach).await;
     let mallory_counts = &counted["members"][mallory.id.to_string()];
     assert_eq!(mallory_counts["accepted"], json!(1), "{counted}");

@@ -82,7 +82,12 @@ pub struct RegtestNode {
     /// P2P port.
     pub p2p_port: u16,
     extra_args: Vec<String>,
+    /// Not yet ready once: its ports may still be chosen again.
+    fresh: bool,
 }
+
+/// Times a fresh node gets new ports when one it was given was taken before it could bind.
+const BIND_RETRIES: u32 = 5;
 
 impl RegtestNode {
     /// Start bitcoind on regtest in a fresh temporary directory.
@@ -121,6 +126,7 @@ impl RegtestNode {
             rpc_port: free_port()?,
             p2p_port: free_port()?,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            fresh: true,
         };
         node.spawn()?;
         Ok(node)
@@ -175,9 +181,14 @@ impl RegtestNode {
     }
 
     /// Wait until the node answers RPC (cookie written, warm-up over).
+    ///
+    /// A free port can be taken between choosing it and bitcoind binding it (by another node,
+    /// or as the local end of an outgoing connection: both come from the same ephemeral
+    /// range). A fresh node whose bind fails is started again on new ports.
     pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let rpc = self.rpc()?;
+        let mut rpc = self.rpc()?;
         let deadline = Instant::now() + timeout;
+        let mut rebinds = 0;
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
@@ -187,13 +198,24 @@ impl RegtestNode {
                     use std::io::Read as _;
                     let _ = stderr.read_to_string(&mut err);
                 }
+                if self.fresh && rebinds < BIND_RETRIES && err.contains("Unable to bind") {
+                    rebinds += 1;
+                    self.rpc_port = free_port()?;
+                    self.p2p_port = free_port()?;
+                    self.spawn()?;
+                    rpc = self.rpc()?;
+                    continue;
+                }
                 bail!("bitcoind exited during start-up ({status}): {}", err.trim());
             }
             match rpc
                 .call::<serde_json::Value>("getblockchaininfo", json!([]))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.fresh = false;
+                    return Ok(());
+                }
                 Err(e) if Instant::now() > deadline => {
                     bail!("bitcoind not ready after {timeout:?}: {e}")
                 }

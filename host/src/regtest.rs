@@ -227,8 +227,8 @@ impl RegtestNode {
     /// Kill the process with SIGTERM, as `kill` or a service manager would, and wait for it to
     /// exit. bitcoind flushes its chain state on SIGTERM; SIGKILL can roll the tip back.
     pub fn terminate(&mut self) {
-        if let Some(child) = self.child.take() {
-            terminate_within(child, Duration::from_secs(30));
+        if let Some(mut child) = self.child.take() {
+            terminate_within(&mut child, Duration::from_secs(30));
         }
     }
 
@@ -278,14 +278,15 @@ impl RegtestNode {
 
 impl Drop for RegtestNode {
     fn drop(&mut self) {
-        if let Some(child) = self.child.take() {
-            terminate_within(child, Duration::from_secs(10));
+        if let Some(mut child) = self.child.take() {
+            terminate_within(&mut child, Duration::from_secs(10));
         }
     }
 }
 
-/// SIGTERM first so bitcoind flushes; SIGKILL if it has not exited within `grace`.
-fn terminate_within(mut child: Child, grace: Duration) {
+/// SIGTERM first so the process can stop cleanly (bitcoind flushes; `hearth demo` stops its own
+/// bitcoind); SIGKILL if it has not exited within `grace`.
+pub fn terminate_within(child: &mut Child, grace: Duration) {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {

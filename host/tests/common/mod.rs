@@ -36,17 +36,7 @@ pub struct Terminated(pub Child);
 
 impl Drop for Terminated {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..200 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        hearth::regtest::terminate_within(&mut self.0, Duration::from_secs(20));
     }
 }
 

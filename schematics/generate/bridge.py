@@ -121,6 +121,7 @@ def layout() -> Layout:
         zones=[{"net": "/GND", "layer": "B"}],
         holes=[(4.0, 58.0), (44.0, 58.0), (96.5, 58.0)],
         texts=[("hearth-bridge r1", (14.0, 50.0), 1.5)],
-        keepouts=[((0,), (77.5, 0.0, 94.5, 52.0))],
-        references={"U1": (86.9, 26.0), "Q1": (24.5, 11.0)},  # no top copper under the Pico (test pads underneath)
+        # No copper on the top under the Pico (its test pads are underneath), nor on the
+        # body's side of any through-hole part: pcb.py blocks every courtyard on that side.
+        references={"U1": (86.9, 26.0), "Q1": (24.5, 11.0)},
     )

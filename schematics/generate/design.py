@@ -130,3 +130,6 @@ class Layout:
     texts: list = field(default_factory=list)  # (text, (x, y), size) on the top silkscreen
     keepouts: list = field(default_factory=list)  # ((layers), (x0, y0, x1, y1)): no tracks there
     references: dict = field(default_factory=dict)  # ref -> (x, y) of its silkscreen reference
+    # A board routed only in part (nets left for a person to route): unconnected items are
+    # expected, so generation does not fail on them.
+    partial: bool = False

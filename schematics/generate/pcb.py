@@ -123,6 +123,12 @@ def build_board(design, layout, netlist_path, pcb_path, write_rules):
 
     for zone_spec in layout.zones:
         add_zone(board, net_items[zone_spec["net"]], zone_spec, layout)
+        # A pour on the body's side of a through-hole part would join its pins where they
+        # cannot be soldered (under the socket's body): keep it out from under the body.
+        pour_layer = 1 if zone_spec["layer"] == "B" else 0
+        for fp in tht_parts(board):
+            if body_layer(fp) == pour_layer:
+                add_no_pour(board, fp, pour_layer)
 
     for text, (x, y), size in layout.texts:
         t = pcbnew.PCB_TEXT(board)
@@ -148,7 +154,90 @@ def build_board(design, layout, netlist_path, pcb_path, write_rules):
         ds.m_HoleToHoleMin = mm(0.5)
         board.BuildConnectivity()
         pcbnew.ZONE_FILLER(board).Fill(board.Zones())
+        check_board(board, layout)
         pcbnew.SaveBoard(pcb_path, board)
+    else:
+        check_board(board, layout)
+
+
+def check_board(board, layout):
+    check_tht_sides(board)
+    if not layout.partial:
+        # A pour cut into pieces by tracks strands the vias in the pieces: DRC would find
+        # it; fail here, where the router can be told.
+        board.BuildConnectivity()
+        missing = board.GetConnectivity().GetUnconnectedCount(False)
+        if missing:
+            raise RouteError(f"{missing} connections missing after routing and pouring (run DRC on the board to see them)")
+
+
+def add_no_pour(board, fp, layer):
+    area = pcbnew.ZONE(board)
+    area.SetIsRuleArea(True)
+    area.SetZoneName(f"no pour under {fp.GetReference()}")
+    area.SetLayer(pcbnew.F_Cu if layer == 0 else pcbnew.B_Cu)
+    area.SetDoNotAllowCopperPour(True)
+    area.SetDoNotAllowTracks(False)
+    area.SetDoNotAllowVias(False)
+    area.SetDoNotAllowPads(False)
+    area.SetDoNotAllowFootprints(False)
+    x0, y0, x1, y1 = body_rect(fp)
+    outline = area.Outline()
+    outline.NewOutline()
+    for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1)):
+        outline.Append(mm(x), mm(y))
+    board.Add(area)
+
+
+def check_tht_sides(board):
+    """Fails the generation if copper reaches a through-hole pin on its part's body side:
+    a track, a via under the body, or a pour's connection. On the milled bridge (no plated
+    holes) such a joint is under the body, where it cannot be soldered, so the pin would
+    be connected on paper only."""
+    problems = []
+    for fp in tht_parts(board):
+        ref = fp.GetReference()
+        side = body_layer(fp)
+        layer = pcbnew.F_Cu if side == 0 else pcbnew.B_Cu
+        lname = board.GetLayerName(layer)
+        court = fp.GetCourtyard(fp.GetLayer())
+        for t in board.GetTracks():
+            if t.Type() == pcbnew.PCB_VIA_T:
+                if court.Contains(t.GetPosition()):
+                    problems.append(f"{ref}: via at {xy(t.GetPosition())} under its body")
+                continue
+            if t.GetLayer() != layer:
+                continue
+            for pad in fp.Pads():
+                if not is_tht(pad) or pad.GetNetCode() != t.GetNetCode() or pad.GetNetCode() <= 0:
+                    continue
+                reach = max(pad.GetSize(layer).x, pad.GetSize(layer).y) / 2 + t.GetWidth() / 2
+                if segment_distance(pad.GetPosition(), t.GetStart(), t.GetEnd()) < reach:
+                    problems.append(f"{ref}.{pad.GetNumber()} ({pad.GetNetname()}): {lname} track, on the body's side")
+        for zone in board.Zones():
+            if zone.GetIsRuleArea() or not zone.IsOnLayer(layer):
+                continue
+            fill = zone.GetFilledPolysList(layer)
+            for pad in fp.Pads():
+                if is_tht(pad) and pad.GetNetCode() == zone.GetNetCode() and pad.GetNetCode() > 0:
+                    reach = min(pad.GetSize(layer).x, pad.GetSize(layer).y) // 2 + mm(0.05)
+                    if fill.Collide(pad.GetPosition(), reach):
+                        problems.append(f"{ref}.{pad.GetNumber()} ({pad.GetNetname()}): joined by the {lname} pour, on the body's side")
+    if problems:
+        raise RouteError("through-hole pins reached on their part's body side (not solderable there on an "
+                         "unplated board):\n  " + "\n  ".join(sorted(set(problems))))
+
+
+def xy(p):
+    return f"({pcbnew.ToMM(p.x):.2f}, {pcbnew.ToMM(p.y):.2f})"
+
+
+def segment_distance(p, a, b):
+    px, py, ax, ay, bx, by = p.x, p.y, a.x, a.y, b.x, b.y
+    vx, vy = bx - ax, by - ay
+    ll = vx * vx + vy * vy
+    t = 0.0 if ll == 0 else max(0.0, min(1.0, ((px - ax) * vx + (py - ay) * vy) / ll))
+    return math.hypot(ax + t * vx - px, ay + t * vy - py)
 
 
 def add_zone(board, net, spec, layout):
@@ -169,6 +258,34 @@ def add_zone(board, net, spec, layout):
     zone.SetIslandRemovalMode(pcbnew.ISLAND_REMOVAL_MODE_ALWAYS)
     zone.SetAssignedPriority(0)
     board.Add(zone)
+
+
+def is_tht(pad):
+    return pad.GetAttribute() == pcbnew.PAD_ATTRIB_PTH
+
+
+def body_layer(fp):
+    """0 (top) or 1 (bottom): the side a footprint's body sits on."""
+    return 0 if fp.GetLayer() == pcbnew.F_Cu else 1
+
+
+def solder_layers(pad):
+    """The copper a pad may be reached by. A through-hole pin is soldered on the side
+    opposite its part's body only: on a milled board without plated holes (the bridge) the
+    other side's ring is cut off from it, under the body, where no iron reaches it."""
+    if is_tht(pad):
+        return [1 - body_layer(pad.GetParentFootprint())]
+    return pad_layers(pad)
+
+
+def body_rect(fp):
+    """The courtyard's bounding box on the body's side (mm)."""
+    bb = fp.GetCourtyard(fp.GetLayer()).BBox()
+    return (pcbnew.ToMM(bb.GetLeft()), pcbnew.ToMM(bb.GetTop()), pcbnew.ToMM(bb.GetRight()), pcbnew.ToMM(bb.GetBottom()))
+
+
+def tht_parts(board):
+    return [fp for fp in board.GetFootprints() if any(is_tht(p) for p in fp.Pads())]
 
 
 def pad_layers(pad):
@@ -203,7 +320,7 @@ def route(board, layout, footprints, net_items):
             if name:
                 p = pad.GetPosition()
                 pads_by_net.setdefault(name, []).append(
-                    ((pcbnew.ToMM(p.x), pcbnew.ToMM(p.y)), layers, f"{fp.GetReference()}.{pad.GetNumber()}")
+                    ((pcbnew.ToMM(p.x), pcbnew.ToMM(p.y)), solder_layers(pad), f"{fp.GetReference()}.{pad.GetNumber()}")
                 )
         for zone in fp.Zones():
             if zone.GetIsRuleArea() and zone.GetDoNotAllowTracks():
@@ -211,19 +328,13 @@ def route(board, layout, footprints, net_items):
 
     for layers, rect in layout.keepouts:
         r.add_rect(BLOCKED, layers, rect)
+    # No copper on the body's side of a through-hole part (after the pads, so its own pads'
+    # body-side rings are blocked too): its pins are reached from the side they are
+    # soldered on, and vias stand clear of its body, where a rivet head has room.
+    for fp in tht_parts(board):
+        r.add_rect(BLOCKED, (body_layer(fp),), body_rect(fp))
 
-    # Nets poured on one layer: every pad off that layer gets a via down to the pour.
     failures = []
-    for spec in layout.zones:
-        name = spec["net"]
-        pour_layer = 1 if spec["layer"] == "B" else 0
-        nid = net_ids[name]
-        for centre, layers, label in pads_by_net.get(name, []):
-            if pour_layer in layers:
-                continue
-            if not r.route(nid, name, centre, None, layout.track, layout.track, [centre], layers, [pour_layer], via_cost=1.0):
-                failures.append(f"{name}: {label} -> a via to the pour")
-
     order = [n for n in layout.route_first if n in pads_by_net]
     poured = {z["net"] for z in layout.zones}
     order = [n for n in order if n not in poured]
@@ -253,6 +364,20 @@ def route(board, layout, footprints, net_items):
                 failures.append(f"{name}: {pads[b][2]} -> {pads[a][2]}")
             done.append(b)
             todo.remove(b)
+    # Nets poured on one layer: every pad off that layer gets a via down to the pour. These
+    # come after the other nets, and each via must land in the pour's main body: a via in a
+    # pocket that other nets' tracks have fenced off would be joined to nothing.
+    for spec in layout.zones:
+        name = spec["net"]
+        pour_layer = 1 if spec["layer"] == "B" else 0
+        nid = net_ids[name]
+        main = r.main_area(pour_layer, layout.track, nid)
+        for centre, layers, label in pads_by_net.get(name, []):
+            if pour_layer in layers:
+                continue
+            if not r.route(nid, name, centre, None, layout.track, layout.track, [centre], layers, [pour_layer],
+                           via_cost=1.0, accept=main.__contains__):
+                failures.append(f"{name}: {label} -> a via to the pour")
     if failures:
         raise RouteError("no route for:\n  " + "\n  ".join(failures))
 

@@ -133,9 +133,37 @@ class Router:
         o = self.owner[(layer, c)][i]
         return o == FREE or o == net
 
-    def route(self, net, name, start, goal, width, narrow, pads, layers_start, layers_goal, via_cost=30.0):
+    def main_area(self, layer, width, net):
+        """The cells of the largest connected area on `layer` where a track of `width` on
+        `net` may run: where a pour of that net is one piece (the pour's own clearance and
+        minimum width are no larger than the router's)."""
+        own = self.owner[(layer, width)]
+        nx, ny = self.nx, self.ny
+        seen = bytearray(nx * ny)
+        best = []
+        for start in range(nx * ny):
+            if seen[start] or own[start] not in (FREE, net):
+                continue
+            seen[start] = 1
+            comp = [start]
+            k = 0
+            while k < len(comp):
+                i = comp[k]
+                k += 1
+                ix, iy = i % nx, i // nx
+                for j, ok in ((i - 1, ix > 0), (i + 1, ix < nx - 1), (i - nx, iy > 0), (i + nx, iy < ny - 1)):
+                    if ok and not seen[j] and own[j] in (FREE, net):
+                        seen[j] = 1
+                        comp.append(j)
+            if len(comp) > len(best):
+                best = comp
+        return set(best)
+
+    def route(self, net, name, start, goal, width, narrow, pads, layers_start, layers_goal, via_cost=30.0, accept=None):
         """Routes from `start` to `goal` (points); `pads` are this net's pad centres, near
-        which the track may neck down to `narrow`. Returns False when no path exists."""
+        which the track may neck down to `narrow`. With no goal, the route ends at the first
+        cell on layers_goal[0] that `accept` (a cell index test) allows. Returns False when
+        no path exists."""
         nx = self.nx
         sx, sy = self.cell(*start)
         # With no goal, the search ends at the first cell on layers_goal[0]: a via down to
@@ -175,7 +203,7 @@ class Router:
             f, g, i, layer, d_prev = heapq.heappop(open_)
             if g > best.get((i, layer), math.inf):
                 continue
-            if (i, layer) in goal_states or (to_layer is not None and layer == to_layer):
+            if (i, layer) in goal_states or (to_layer is not None and layer == to_layer and (accept is None or accept(i))):
                 found = (i, layer)
                 break
             ix, iy = i % nx, i // nx

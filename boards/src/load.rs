@@ -274,29 +274,53 @@ fn rp2040_i2c(pin: u8) -> Option<(u8, bool)> {
     Some((instance, pin.is_multiple_of(2)))
 }
 
-/// The output range the TPS546's internal divider allows for each VOUT_SCALE_LOOP setting
-/// (TI TPS546x24 family datasheets, VOUT_SCALE_LOOP: 1 → 0.5-0.75 V, 0.5 → 0.5-1.5 V,
-/// 0.25 → 1-3 V, 0.125 → 2-6 V).
+/// The output range the TPS546D24A's internal divider allows for each VOUT_SCALE_LOOP
+/// setting, mV: VOUT = VREF / VOUT_SCALE_LOOP, with the reference DAC at 0.25-0.75 V, capped at
+/// the device's 5.5 V maximum output. Sources (TI): the TPS546D24S datasheet (SLUSF26, built on
+/// the TPS546D24A, same control loop), Features: "PMBus VOUT_COMMAND range 0.25 V to 5.5 V";
+/// its VOUT_MAX (24h) description: VOUT "limited by reference DAC range of 0.75 V /
+/// VOUT_SCALE_LOOP"; TPS546C25/E25 (SLVSH95) §"Set the Output Voltage": the reference DAC input
+/// "can be in the range of 0.25V to 0.75V", dividers 1, 0.5, 0.25, 0.125. So 1 → 0.25-0.75 V,
+/// 0.5 → 0.5-1.5 V, 0.25 → 1-3 V, 0.125 → 2-5.5 V (VREF/0.125 would reach 6 V; the device
+/// stops at 5.5 V).
 fn vout_scale_loop_range_mv(permille: u32) -> Option<(u32, u32)> {
-    match permille {
-        1000 => Some((500, 750)),
-        500 => Some((500, 1500)),
-        250 => Some((1000, 3000)),
-        125 => Some((2000, 6000)),
-        _ => None,
+    /// Reference DAC range, mV.
+    const VREF_MV: (u32, u32) = (250, 750);
+    /// The TPS546D24A's highest output voltage, mV.
+    const VOUT_MAX_MV: u32 = 5500;
+    if !matches!(permille, 125 | 250 | 500 | 1000) {
+        return None;
     }
+    let lo = VREF_MV.0 * 1000 / permille;
+    let hi = (VREF_MV.1 * 1000 / permille).min(VOUT_MAX_MV);
+    Some((lo, hi))
 }
+
+/// The input voltage at which the firmware lets the TPS546D24A start converting (VIN_ON,
+/// written by `hearth_board::tps546::Config::single_chip`, ESP-Miner's single-chip value, as
+/// in docs/bm13xx-protocol.md §9.3), mV. The chip implements it in 0.25 V steps, rounding down
+/// (SLUSF26, VIN_ON (35h): "2.50 V to 18.25 V in 0.25-V steps"), so 4.8 V starts at 4.75 V. A
+/// board that accepts a lower input would power up, see no core voltage and report a regulator
+/// fault instead of a low input.
+pub const TPS546_VIN_ON_MV: u32 = 4800;
 
 /// Parts the firmware has drivers for, with the addresses their strap options allow.
 const KNOWN_PARTS: &[(&str, &[u8])] = &[
+    // Fixed (EMC2101 datasheet: SMBus address 0x4C for the -R variant).
     ("EMC2101", &[0x4C]),
+    // ADRSEL (TPS546D24S datasheet SLUSF26 §7.5.2.4, the TPS546D24A's pin strapping): shorted
+    // to AGND 0x7F; open, the address in NVM (0x24 from the factory); a resistor to AGND
+    // (codes 0-15) gives 0x10-0x1F or, with the divider codes of the 32-47 range, 0x20-0x2F,
+    // except code 8 there, which gives 0x48 (72d) instead of 0x28.
     (
         "TPS546D24A",
         &[
             0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C, 0x1D,
-            0x1E, 0x1F, 0x24,
+            0x1E, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x29, 0x2A, 0x2B, 0x2C,
+            0x2D, 0x2E, 0x2F, 0x48, 0x7F,
         ],
     ),
+    // INA260 datasheet table 2: A1 and A0 each to GND, VS, SDA or SCL: 0x40 + 4·A1 + A0.
     (
         "INA260",
         &[
@@ -408,8 +432,11 @@ impl Board {
         let mut addresses: HashMap<u8, &str> = HashMap::new();
         for d in &i.devices {
             if d.address > 0x77 || d.address < 0x08 {
+                // I2C-bus specification (NXP UM10204) table 4: 0000xxx and 1111xxx are
+                // reserved; the self-test's scan does not probe them either.
                 p.push(format!(
-                    "i2c device {} at 0x{:02X}: not a usable 7-bit address",
+                    "i2c device {} at 0x{:02X}: not a usable 7-bit address (0x00-0x07 and \
+                     0x78-0x7F are reserved)",
                     d.part, d.address
                 ));
             }
@@ -533,8 +560,17 @@ impl Board {
                 self.fan.min_percent
             ));
         }
-        if self.power.input_voltage_mv.min >= self.power.input_voltage_mv.max {
+        let input = self.power.input_voltage_mv;
+        if input.min >= input.max {
             p.push("power.input_voltage_mv: min must be below max".into());
+        }
+        if i.devices.iter().any(|d| d.part == "TPS546D24A") && input.min < TPS546_VIN_ON_MV {
+            p.push(format!(
+                "power.input_voltage_mv.min = {}: below {TPS546_VIN_ON_MV} mV, the input at \
+                 which the firmware lets the TPS546D24A start (VIN_ON); the board would accept \
+                 an input its regulator does not start on",
+                input.min
+            ));
         }
         p
     }
@@ -790,15 +826,66 @@ mod tests {
             p.iter().any(|p| p.contains("one of 125, 250, 500, 1000")),
             "{p:?}"
         );
-        // 0.5 regulates 0.5-1.5 V: the BM1370's 1.0-1.3 V fits; 1.0 (0.5-0.75 V) does not.
+        // 0.5 regulates 0.5-1.5 V: the BM1370's 1.0-1.3 V fits; 1.0 (0.25-0.75 V) does not.
         assert!(with(|b| b.power.vout_scale_loop_permille = 500).is_empty());
         let p = with(|b| b.power.vout_scale_loop_permille = 1000);
         assert!(
             p.iter().any(|p| p.contains(
-                "the TPS546 regulates 500..=750 mV with it, but BM1370 needs 1000..=1300 mV"
+                "the TPS546 regulates 250..=750 mV with it, but BM1370 needs 1000..=1300 mV"
             )),
             "{p:?}"
         );
+        let p = with(|b| b.power.input_voltage_mv.min = 4500);
+        assert!(
+            p.iter().any(|p| p
+                .contains("power.input_voltage_mv.min = 4500: below 4800 mV, the input at which")),
+            "{p:?}"
+        );
+        // A board without the TPS546 is not held to its start threshold.
+        let p = with(|b| {
+            b.power.input_voltage_mv.min = 4500;
+            b.i2c.devices.retain(|d| d.part != "TPS546D24A");
+        });
+        assert!(!p.iter().any(|p| p.contains("VIN_ON")), "{p:?}");
+        let p = with(|b| b.i2c.devices[1].address = 0x7F);
+        assert!(
+            p.iter().any(|p| p.contains(
+                "i2c device TPS546D24A at 0x7F: not a usable 7-bit address (0x00-0x07 and \
+                 0x78-0x7F are reserved)"
+            )),
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|p| p.contains("cannot be at")), "{p:?}");
+        let p = with(|b| b.i2c.devices[1].address = 0x28);
+        assert!(
+            p.iter()
+                .any(|p| p.contains("TPS546D24A cannot be at 0x28 (its straps allow")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn vout_scale_loop_ranges_follow_the_reference_dac() {
+        // VREF 0.25-0.75 V divided by the setting, capped at the device's 5.5 V.
+        assert_eq!(vout_scale_loop_range_mv(1000), Some((250, 750)));
+        assert_eq!(vout_scale_loop_range_mv(500), Some((500, 1500)));
+        assert_eq!(vout_scale_loop_range_mv(250), Some((1000, 3000)));
+        assert_eq!(vout_scale_loop_range_mv(125), Some((2000, 5500)));
+        assert_eq!(vout_scale_loop_range_mv(0), None);
+        assert_eq!(vout_scale_loop_range_mv(300), None);
+    }
+
+    #[test]
+    fn strap_addresses_are_those_of_the_datasheets() {
+        let tps: Vec<u8> = (0x10..=0x27)
+            .chain(0x29..=0x2F)
+            .chain([0x48, 0x7F])
+            .collect();
+        assert_eq!(strap_addresses("TPS546D24A"), Some(tps.as_slice()));
+        let ina: Vec<u8> = (0x40..=0x4F).collect();
+        assert_eq!(strap_addresses("INA260"), Some(ina.as_slice()));
+        assert_eq!(strap_addresses("EMC2101"), Some([0x4C].as_slice()));
+        assert_eq!(strap_addresses("LM75"), None);
     }
 
     #[test]

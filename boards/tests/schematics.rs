@@ -8,7 +8,7 @@ mod netlist;
 use std::path::PathBuf;
 
 use hearth_boards::{Board, boards_dir, load_all};
-use netlist::{Netlist, Node, check};
+use netlist::{Netlist, Node, Part, check};
 
 fn schematics_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schematics")
@@ -37,9 +37,44 @@ fn assembled() -> Board {
         .unwrap()
 }
 
+/// Board definitions that are not drawn in this repository, each with the reason. Every other
+/// board must have a `[schematic]` section: leaving it out must not skip the cross-check.
+/// (Today every board in boards/ is drawn here, so the list is empty.)
+const NOT_DRAWN_HERE: &[(&str, &str)] = &[];
+
+/// Boards that would escape the cross-check: no `[schematic]` and no listed reason, or a
+/// listed reason that no longer applies.
+fn unchecked_boards(boards: &[Board], not_drawn_here: &[(&str, &str)]) -> Vec<String> {
+    let mut p = Vec::new();
+    for board in boards {
+        let id = board.board.id.as_str();
+        let listed = not_drawn_here.iter().any(|(x, _)| *x == id);
+        match (&board.schematic, listed) {
+            (None, false) => p.push(format!(
+                "{id}: no [schematic] section, so nothing checks it against a design: add one, \
+                 or list it in NOT_DRAWN_HERE (boards/tests/schematics.rs) with the reason"
+            )),
+            (Some(_), true) => p.push(format!(
+                "{id}: listed in NOT_DRAWN_HERE but has a [schematic] section: take it off the list"
+            )),
+            _ => {}
+        }
+    }
+    for (id, _) in not_drawn_here {
+        if !boards.iter().any(|b| b.board.id == *id) {
+            p.push(format!(
+                "NOT_DRAWN_HERE lists {id}, which is not a board in boards/"
+            ));
+        }
+    }
+    p
+}
+
 #[test]
 fn every_board_agrees_with_its_schematics() {
     let boards = load_all(&boards_dir()).unwrap();
+    let unchecked = unchecked_boards(&boards, NOT_DRAWN_HERE);
+    assert!(unchecked.is_empty(), "{}", unchecked.join("\n"));
     let mut checked = 0;
     for board in boards.iter().filter(|b| b.schematic.is_some()) {
         let problems = check(board, netlists(board));
@@ -52,6 +87,22 @@ fn every_board_agrees_with_its_schematics() {
         checked += 1;
     }
     assert!(checked >= 1, "no board has a [schematic] section");
+}
+
+#[test]
+fn a_board_without_a_schematic_needs_a_reason() {
+    let mut bare = assembled();
+    bare.schematic = None;
+    let p = unchecked_boards(std::slice::from_ref(&bare), &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("hearth-bm1370-r1: no [schematic] section"));
+    let listed = [("hearth-bm1370-r1", "a bought board")];
+    assert!(unchecked_boards(std::slice::from_ref(&bare), &listed).is_empty());
+    // A reason that no longer applies is stale.
+    let p = unchecked_boards(&[assembled()], &listed);
+    assert!(p[0].contains("take it off the list"), "{p:?}");
+    let p = unchecked_boards(&[], &listed);
+    assert!(p[0].contains("not a board in boards/"), "{p:?}");
 }
 
 fn problems_with(
@@ -84,6 +135,72 @@ fn rewire(nets: &mut [(String, Netlist)], design: &str, part: &str, pin: &str, n
     }
     let node = moved.unwrap_or_else(|| panic!("{design}:{part}.{pin} is on no net"));
     n.nets.entry(net.to_string()).or_default().push(node);
+}
+
+const HASHBOARD: &str = "hearth-single-1370";
+const BRIDGE: &str = "hearth-bridge";
+
+fn design<'a>(nets: &'a mut [(String, Netlist)], design: &str) -> &'a mut Netlist {
+    &mut nets.iter_mut().find(|(d, _)| d == design).unwrap().1
+}
+
+/// The pin number of `part`'s pin named `function` (e.g. "CI").
+fn pin(nets: &mut [(String, Netlist)], on: &str, part: &str, function: &str) -> String {
+    design(nets, on)
+        .nets
+        .values()
+        .flatten()
+        .find(|n| n.part == part && n.function == function)
+        .unwrap_or_else(|| panic!("{on}:{part} has no pin {function}"))
+        .pin
+        .clone()
+}
+
+/// The net `part`'s pin named `function` is on.
+fn net_of(nets: &mut [(String, Netlist)], on: &str, part: &str, function: &str) -> String {
+    design(nets, on)
+        .nets
+        .iter()
+        .find(|(_, nodes)| {
+            nodes
+                .iter()
+                .any(|n| n.part == part && n.function == function)
+        })
+        .unwrap_or_else(|| panic!("{on}:{part}.{function} is on no net"))
+        .0
+        .clone()
+}
+
+/// Moves the pin named `function` to `net`.
+fn rewire_named(nets: &mut [(String, Netlist)], on: &str, part: &str, function: &str, net: &str) {
+    let number = pin(nets, on, part, function);
+    rewire(nets, on, part, &number, net);
+}
+
+/// Adds a two-pin part (a resistor, a 0 Ω link, a net tie) between nets `a` and `b`.
+fn add_two_pin(
+    nets: &mut [(String, Netlist)],
+    on: &str,
+    reference: &str,
+    (symbol, value): (&str, &str),
+    a: &str,
+    b: &str,
+) {
+    let n = design(nets, on);
+    n.parts.insert(
+        reference.to_string(),
+        Part {
+            value: value.to_string(),
+            symbol: symbol.to_string(),
+        },
+    );
+    for (pin, net) in [("1", a), ("2", b)] {
+        n.nets.entry(net.to_string()).or_default().push(Node {
+            part: reference.to_string(),
+            pin: pin.to_string(),
+            function: String::new(),
+        });
+    }
 }
 
 #[test]
@@ -183,5 +300,153 @@ fn a_committed_netlist_that_does_not_parse_is_named() {
         Netlist::parse("not xml")
             .unwrap_err()
             .contains("not a netlist")
+    );
+}
+
+#[test]
+fn two_devices_strapped_to_one_address_are_caught() {
+    // The INA260's A1 on SCL instead of GND: 0x40 + 4·3 + 0 = 0x4C, the EMC2101's address.
+    let a1_on_scl = |nets: &mut Vec<(String, Netlist)>| {
+        let scl = net_of(nets, HASHBOARD, "U4", "SCL");
+        rewire_named(nets, HASHBOARD, "U4", "A1", &scl);
+    };
+    let p = problems_with(|_| {}, a1_on_scl);
+    has(
+        &p,
+        "i2c device INA260 (hearth-single-1370:U4): the board says 0x40, its straps give 0x4C",
+    );
+    has(
+        &p,
+        "i2c address 0x4C is used by both hearth-single-1370:U3 and hearth-single-1370:U4",
+    );
+    // With the board file agreeing with the straps, the clash is still caught on its own.
+    let p = problems_with(|b| b.i2c.devices[2].address = 0x4C, a1_on_scl);
+    assert!(!p.iter().any(|x| x.contains("the board says")), "{p:?}");
+    has(
+        &p,
+        "i2c address 0x4C is used by both hearth-single-1370:U3 and hearth-single-1370:U4",
+    );
+}
+
+#[test]
+fn every_address_the_straps_give_is_one_the_board_may_use() {
+    // INA260: A1 and A0 each on GND, VS, SDA or SCL (datasheet table 2).
+    for (a1, a1_code) in [("GND", 0u8), ("VS", 1), ("SDA", 2), ("SCL", 3)] {
+        for (a0, a0_code) in [("GND", 0u8), ("VS", 1), ("SDA", 2), ("SCL", 3)] {
+            let want = 0x40 + 4 * a1_code + a0_code;
+            let p = problems_with(
+                |b| b.i2c.devices[2].address = want,
+                |nets| {
+                    let net = |nets: &mut Vec<(String, Netlist)>, to: &str| match to {
+                        "GND" => "/GND".to_string(),
+                        function => net_of(nets, HASHBOARD, "U4", function),
+                    };
+                    let (n1, n0) = (net(nets, a1), net(nets, a0));
+                    rewire_named(nets, HASHBOARD, "U4", "A1", &n1);
+                    rewire_named(nets, HASHBOARD, "U4", "A0", &n0);
+                },
+            );
+            assert!(
+                !p.iter()
+                    .any(|x| x.contains("INA260") && !x.contains("used by both")),
+                "A1={a1} A0={a0} should give 0x{want:02X}: {p:?}"
+            );
+        }
+    }
+    // TPS546D24A: ADRSEL open (0x24, checked by every_board_agrees...) or on AGND (0x7F).
+    let p = problems_with(
+        |b| b.i2c.devices[1].address = 0x7F,
+        |nets| rewire_named(nets, HASHBOARD, "U2", "ADRSEL", "/GND"),
+    );
+    assert!(p.is_empty(), "{p:?}");
+}
+
+#[test]
+fn zero_ohm_links_and_net_ties_join_nets_but_only_where_they_go() {
+    // A 0 Ω link or a net tie spliced into the chip's CI line: still one net.
+    for link in [
+        ("R", "0"),
+        ("R", "0R"),
+        ("R", "0 Ω"),
+        ("NetTie_2", "NetTie"),
+    ] {
+        let p = problems_with(
+            |_| {},
+            |nets| {
+                let ci = net_of(nets, HASHBOARD, "U1", "CI");
+                rewire_named(nets, HASHBOARD, "U1", "CI", "/CHAIN_CI_CHIP");
+                add_two_pin(nets, HASHBOARD, "R99", link, &ci, "/CHAIN_CI_CHIP");
+            },
+        );
+        assert!(p.is_empty(), "{link:?} in the CI line: {p:?}");
+    }
+    // A series resistor is not a link: the line no longer reaches CI as one net.
+    let p = problems_with(
+        |_| {},
+        |nets| {
+            let ci = net_of(nets, HASHBOARD, "U1", "CI");
+            rewire_named(nets, HASHBOARD, "U1", "CI", "/CHAIN_CI_CHIP");
+            add_two_pin(nets, HASHBOARD, "R99", ("R", "22"), &ci, "/CHAIN_CI_CHIP");
+        },
+    );
+    has(&p, "does not reach the CI pin of any BM1370");
+    // A 0 Ω link to the wrong pin: the line goes to the chip's BI, its CI is left open.
+    let p = problems_with(
+        |_| {},
+        |nets| {
+            let ci = net_of(nets, HASHBOARD, "U1", "CI");
+            let bi = net_of(nets, HASHBOARD, "U1", "BI");
+            rewire_named(nets, HASHBOARD, "U1", "CI", "unconnected-(U1-CI-Pad6)");
+            add_two_pin(nets, HASHBOARD, "R99", ("R", "0"), &ci, &bi);
+        },
+    );
+    has(
+        &p,
+        "asic.tx_pin = 8: GPIO 8 is on hearth-bridge:MCU_TX, which does not reach the CI pin of any BM1370",
+    );
+}
+
+#[test]
+fn a_divider_in_the_regulator_sense_path_is_caught() {
+    // VOSNS through a 10k/10k divider from the core rail: the internal divider
+    // (VOUT_SCALE_LOOP) would then regulate twice the set point.
+    let p = problems_with(
+        |_| {},
+        |nets| {
+            let vcore = net_of(nets, HASHBOARD, "U1", "VDD");
+            rewire_named(nets, HASHBOARD, "U2", "VOSNS", "/VOSNS_DIV");
+            add_two_pin(nets, HASHBOARD, "R98", ("R", "10k"), &vcore, "/VOSNS_DIV");
+            add_two_pin(nets, HASHBOARD, "R97", ("R", "10k"), "/VOSNS_DIV", "/GND");
+        },
+    );
+    has(
+        &p,
+        "hearth-single-1370:U2: VOSNS does not sense hearth-single-1370:U1 VDD directly",
+    );
+    // Through a 0 Ω link it is still direct.
+    let p = problems_with(
+        |_| {},
+        |nets| {
+            let vcore = net_of(nets, HASHBOARD, "U1", "VDD");
+            rewire_named(nets, HASHBOARD, "U2", "VOSNS", "/VOSNS_LINK");
+            add_two_pin(nets, HASHBOARD, "R98", ("R", "0"), &vcore, "/VOSNS_LINK");
+        },
+    );
+    assert!(p.is_empty(), "{p:?}");
+}
+
+#[test]
+fn a_translator_off_the_chips_io_rail_is_caught() {
+    // The bridge's TXB0104 chip side on the Pico's 3.3 V instead of the chips' 1.2 V IO rail.
+    let p = problems_with(
+        |_| {},
+        |nets| {
+            let v3 = net_of(nets, BRIDGE, "U2", "VCCB");
+            rewire_named(nets, BRIDGE, "U2", "VCCA", &v3);
+        },
+    );
+    has(
+        &p,
+        "hearth-bridge:U2: VCCA is not the chips' IO rail (hearth-single-1370:U1 VDDIO_12_0)",
     );
 }

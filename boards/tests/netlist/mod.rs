@@ -504,6 +504,16 @@ pub fn check(board: &Board, designs: Vec<(String, Netlist)>) -> Vec<String> {
         }
         match strapped_address(&mut a, part, &device.part, sda, scl) {
             Ok(address) => {
+                // What the straps can give and what the board validation allows must agree.
+                if !hearth_boards::strap_addresses(&device.part)
+                    .is_some_and(|allowed| allowed.contains(&address))
+                {
+                    p.push(format!(
+                        "i2c device {} ({label}): its straps give 0x{address:02X}, which \
+                         hearth_boards::strap_addresses does not list for it",
+                        device.part
+                    ));
+                }
                 if address != device.address {
                     p.push(format!(
                         "i2c device {} ({label}): the board says 0x{:02X}, its straps give 0x{address:02X}",
@@ -586,8 +596,9 @@ fn strapped_address(
             };
             Ok(0x40 + 4 * code("A1")? + code("A0")?)
         }
-        // TPS546D24A: ADRSEL open = the address in NVM, 0x24 from the factory; shorted to
-        // AGND = 0x7F. A resistor strap would need its value table.
+        // TPS546D24A ADRSEL (TPS546D24S datasheet SLUSF26 §7.5.2.4, the D24A's pin
+        // strapping): open = the address in NVM, 0x24 from the factory; shorted to AGND =
+        // 0x7F. A resistor strap would need its value table.
         "TPS546D24A" => {
             let g = a
                 .pin_named(part, "ADRSEL")

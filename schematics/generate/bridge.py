@@ -54,8 +54,13 @@ def design() -> Design:
            "Package_SO:SOIC-8_3.9x4.9mm_P1.27mm", "AO4407A", "Alpha & Omega Semiconductor", "785-1094-1-ND",
            at=(29.5, 7.5, 180), Alternate="Vishay SI4435DDY-T1-GE3 (DigiKey SI4435DDY-T1-GE3CT-ND)"),
         r1206("R1", "10k", "Power input: 5 V, up to 5 A", "Q1_GATE", "GND", at=(29.5, 13.5, 0)),
-        _passive("D1", TVS, "SMBJ5.0A", "Power input: 5 V, up to 5 A", link.V5, "GND",
-                 "Diode_SMD:D_SMB", "SMBJ5.0A", "Littelfuse", "SMBJ5.0ALFCT-ND", at=(40.0, 6.5, 0)),
+        # The TVS's standoff must cover the highest input the board accepts:
+        # boards/hearth-bm1370-r1.toml allows up to 5.5 V (power.input_voltage_mv.max). The
+        # SMBJ5.0A stands off only 5.0 V; the SMBJ6.0A (same SMB package) stands off 6.0 V,
+        # breaks down at 6.67 V min and clamps at 10.3 V at 58.3 A (Littelfuse SMBJ series
+        # datasheet, electrical characteristics table).
+        _passive("D1", TVS, "SMBJ6.0A", "Power input: 5 V, up to 5 A", link.V5, "GND",
+                 "Diode_SMD:D_SMB", "SMBJ6.0A", "Littelfuse", "SMBJ6.0ALFCT-ND", at=(40.0, 6.5, 0)),
         cap("C1", "100u/elec", "Power input: 5 V, up to 5 A", link.V5, "GND", at=(51.0, 6.5, 0)),
         cap("C2", "10u/1206", "Power input: 5 V, up to 5 A", link.V5, "GND", at=(40.0, 12.5, 0)),
         # The Pico runs from VSYS through a Schottky (Pico datasheet §4.5), so USB and the

@@ -7,7 +7,7 @@ are the land pattern of the public Bitaxe Gamma design (bitaxeorg/bitaxeGamma,
 bitaxe.pretty/BM1370.kicad_mod), read for its numbers only.
 """
 
-from .sch import mm, q, uid
+from .sch import GENERATOR, mm, q, uid
 
 
 def _pad(number, x, y, w, h, extra=""):
@@ -29,7 +29,7 @@ def bm1370():
     out = [
         '(footprint "BM1370"',
         "\t(version 20241229)",
-        '\t(generator "pcbnew")',
+        f"\t(generator {q(GENERATOR)})",
         '\t(generator_version "9.0")',
         '\t(layer "F.Cu")',
         f"\t(descr {q('Bitmain BM1370, 8x8 mm, 2x15 pads at 0.5 mm plus two exposed pads (dimensions: see schematics/generate/footprints.py)')})",

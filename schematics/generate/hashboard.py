@@ -113,7 +113,7 @@ def design() -> Design:
         cap("C26", "1u/0402", b_io, V5, "GND"),
         ic("X1", OSC_4PIN, "25MHz", b_io, {"4": V1V2, "1": V1V2, "2": "GND", "3": "ASIC_CLK"},
            "Oscillator:Oscillator_SMD_Abracon_ASE-4Pin_3.2x2.5mm", "SX3M25.000E20F30THN", "Shenzhen SCTF",
-           "LCSC C5137262", LCSC="C5137262"),
+           "none (DigiKey does not carry it: see LCSC)", LCSC="C5137262"),
         cap("C27", "100n/0402", b_io, V1V2, "GND"),
         # Chip temperature (the BM1370's diode) and the fan tach; the fan itself is driven
         # from the bridge.

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 import pcbnew
 
 from .route import BLOCKED, Router, RouteError
+from .sch import PROVENANCE
 
 KICAD_FOOTPRINTS = "/usr/share/kicad/footprints"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,6 +62,14 @@ def build_board(design, layout, netlist_path, pcb_path, write_rules):
     pcbnew.KIID.SeedGenerator(1370)
     comps, nets = read_netlist(netlist_path)
     board = pcbnew.BOARD()
+    # KiCad's pcbnew module writes the file (its generator says so); the title block says
+    # where it comes from.
+    tb = board.GetTitleBlock()
+    tb.SetTitle(design.title)
+    tb.SetRevision(design.revision)
+    tb.SetCompany("Hearth")
+    tb.SetComment(0, PROVENANCE)
+    tb.SetComment(1, design.licence)
     board.SetCopperLayerCount(2)
     net_items = {}
     for name in sorted(nets):

@@ -92,6 +92,8 @@ impl Config {
     /// [`Config::for_core`], which narrows it to the chip.
     pub const fn single_chip() -> Self {
         Config {
+            // boards/src/load.rs TPS546_VIN_ON_MV repeats this: no board file may accept an
+            // input below it (the regulator would not start). Change both together.
             vin_on_mv: 4_800,
             vin_off_mv: 4_500,
             vout_max_mv: 2_000,

@@ -336,8 +336,10 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
-    /// `http://` or `https://` URL.
+    /// `http://` URL (this build has no TLS).
     pub webhook_url: Option<String>,
+    /// A device that is back within this many seconds is not announced as lost (default 60).
+    pub device_lost_grace_secs: Option<f64>,
 }
 
 /// `[journal]`.
@@ -658,6 +660,8 @@ pub struct Validated {
     pub api_token_file: PathBuf,
     /// The webhook, when configured.
     pub webhook_url: Option<String>,
+    /// `[notify] device_lost_grace_secs`.
+    pub device_lost_grace: Duration,
     /// `[pool.coordinator]`, when this daemon runs a Hearth pool.
     pub pool_coordinator: Option<crate::pool::coordinator::CoordinatorSettings>,
     /// `[pool.member]`, when this daemon mines in one.
@@ -685,7 +689,9 @@ impl Config {
     }
 
     /// Check everything that can be checked without the node.
-    pub fn validate(self) -> anyhow::Result<Validated> {
+    pub fn validate(mut self) -> anyhow::Result<Validated> {
+        // `~/...` as in the example configuration; everything below sees the expanded path.
+        self.journal.dir = expand_home(&self.journal.dir);
         let network = parse_network(&self.node.network)?;
         let (address, payout) = payout_script(&self.payout.address, network)?;
         if self.payout.tag.len() > MAX_TAG_LEN {
@@ -804,6 +810,7 @@ impl Config {
         for (i, device) in self.devices.iter().enumerate() {
             validate_device(i, device)?;
         }
+        check_device_names(&self.devices)?;
         let pool_coordinator = match &self.pool.coordinator {
             Some(c) => Some(validate_coordinator(c, network, &self.journal.dir)?),
             None => None,
@@ -857,9 +864,16 @@ impl Config {
             api_token_file: self
                 .api
                 .token_file
-                .clone()
+                .as_deref()
+                .map(expand_home)
                 .unwrap_or_else(|| self.journal.dir.join("api-token")),
             webhook_url: webhook_url(self.notify.webhook_url.as_deref())?,
+            device_lost_grace: seconds(
+                "notify.device_lost_grace_secs",
+                self.notify.device_lost_grace_secs.unwrap_or(60.0),
+                0.0,
+                86_400.0,
+            )?,
             config: self,
         })
     }
@@ -884,15 +898,17 @@ fn webhook_url(value: Option<&str>) -> anyhow::Result<Option<String>> {
     let url = value.trim();
     if url.starts_with("https://") {
         bail!(
-            "notify.webhook_url = {value:?}: this build of hearth has no TLS, so it cannot POST to \
+            "notify.webhook_url = {:?}: this build of hearth has no TLS, so it cannot POST to \
              https:// URLs; give an http:// URL (a receiver or relay on this machine or your LAN, \
-             see docs/notifications.md)"
+             see docs/notifications.md)",
+            crate::api::redact_url(value)
         );
     }
     match url.strip_prefix("http://") {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(Some(url.to_string())),
         _ => bail!(
-            "notify.webhook_url = {value:?}: give an http:// URL, e.g. \"http://127.0.0.1:9000/hearth\""
+            "notify.webhook_url = {:?}: give an http:// URL, e.g. \"http://127.0.0.1:9000/hearth\"",
+            crate::api::redact_url(value)
         ),
     }
 }
@@ -1303,6 +1319,46 @@ fn validate_device(i: usize, device: &DeviceConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl DeviceConfig {
+    /// The device's name (its `name`, or its kind and position: `sim0`, `link1`) and kind.
+    pub fn name_and_kind(&self, index: usize) -> (String, &'static str) {
+        let (name, kind) = match self {
+            DeviceConfig::Sim { name, .. } => (name, "sim"),
+            DeviceConfig::Serial { name, .. } => (name, "serial"),
+            DeviceConfig::Cpu { name, .. } => (name, "cpu"),
+            DeviceConfig::Link { name, .. } => (name, "link"),
+        };
+        (
+            name.clone().unwrap_or_else(|| format!("{kind}{index}")),
+            kind,
+        )
+    }
+}
+
+/// Device names key the API, the board controls and the metrics' labels: two devices with one
+/// name would share counters and a Prometheus series (a scrape Prometheus refuses), and one
+/// named like a Stratum miner would be counted with it.
+fn check_device_names(devices: &[DeviceConfig]) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, device) in devices.iter().enumerate() {
+        let (name, _) = device.name_and_kind(i);
+        if name.trim().is_empty() {
+            bail!("device[{i}].name is empty: give each device a name, or leave name out");
+        }
+        if name.starts_with("stratum:") {
+            bail!(
+                "device[{i}].name = {name:?}: names starting with \"stratum:\" are the Stratum miners'; choose another"
+            );
+        }
+        if !seen.insert(name.clone()) {
+            bail!(
+                "device[{i}]: the name {name:?} is already taken by another device; give each device its own name"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn expand_home(path: &Path) -> PathBuf {
     match path.strip_prefix("~") {
         Ok(rest) => std::env::var_os("HOME")
@@ -1451,6 +1507,53 @@ mod tests {
             Ok(_) => panic!("accepted: {text}"),
             Err(e) => format!("{e:#}"),
         }
+    }
+
+    #[test]
+    fn device_names_are_unique_and_not_a_stratum_miners() {
+        let two = |a: &str, b: &str| {
+            GOOD.replace(
+                "[[device]]\n        kind = \"sim\"",
+                &format!("[[device]]\nkind = \"sim\"\n{a}\n[[device]]\nkind = \"cpu\"\n{b}"),
+            )
+        };
+        // Default names differ by position; explicit ones must differ too.
+        let v = Config::parse(&two("", "")).unwrap().validate().unwrap();
+        let names: Vec<String> = (v.config.devices.iter().enumerate())
+            .map(|(i, d)| d.name_and_kind(i).0)
+            .collect();
+        assert_eq!(names, ["sim0", "cpu1"]);
+        let text = error(&two("name = \"rig\"", "name = \"rig\""));
+        assert!(
+            text.contains("device[1]") && text.contains("already taken"),
+            "{text}"
+        );
+        // An explicit name equal to another device's default one.
+        let text = error(&two("", "name = \"sim0\""));
+        assert!(text.contains("\"sim0\" is already taken"), "{text}");
+        let text = error(&two("name = \"stratum:bitaxe\"", ""));
+        assert!(
+            text.contains("device[0].name") && text.contains("stratum:"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_leading_tilde_is_the_home_directory() {
+        let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+            return; // nothing to expand to (the tilde then stays a relative path)
+        };
+        let text = GOOD.replace(
+            "[payout]",
+            "[journal]\ndir = \"~/hearth-journal\"\n[api]\ntoken_file = \"~/tok\"\n[payout]",
+        );
+        let v = Config::parse(&text).unwrap().validate().unwrap();
+        assert_eq!(v.config.journal.dir, home.join("hearth-journal"));
+        assert_eq!(v.api_token_file, home.join("tok"));
+        // The default token file sits in the expanded journal directory.
+        let text = GOOD.replace("[payout]", "[journal]\ndir = \"~/j\"\n[payout]");
+        let v = Config::parse(&text).unwrap().validate().unwrap();
+        assert_eq!(v.api_token_file, home.join("j").join("api-token"));
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl Daemon {
         let cancel = CancellationToken::new();
         let rpc = rpc_client(&config, &cancel).await?;
         let info = ready::wait_ready(&rpc, config.network, config.startup_timeout).await?;
-        tracing::info!(chain = %info.chain, height = info.blocks, node = %config.rpc_url, "node ready");
+        tracing::info!(chain = %info.chain, height = info.blocks, node = %crate::api::redact_url(&config.rpc_url), "node ready");
         if config.network == bitcoin::Network::Signet {
             ready::check_signet_challenge(&info)?;
             tracing::info!(
@@ -130,11 +130,15 @@ impl Daemon {
         // Subscribed before anything publishes, so that a block the journal replay gets
         // confirmed is announced too; flushed (or abandoned, logged) within 5 s of `cancel`.
         if let Some(url) = &config.webhook_url {
-            let notifier = crate::notify::Notifier::new(
+            let notifier = crate::notify::Notifier::with_policy(
                 url,
-                config.network,
+                crate::notify::Origin::new(config.network),
                 events.subscribe(),
                 cancel.clone(),
+                crate::notify::Policy {
+                    lost_grace: config.device_lost_grace,
+                    ..Default::default()
+                },
             )?;
             tracker.spawn(notifier.run());
         }
@@ -322,7 +326,7 @@ impl Daemon {
         let mut boards = Vec::new();
         let mut board_settings = std::collections::HashMap::new();
         for (index, device) in config.config.devices.iter().enumerate() {
-            let (name, kind) = device_name(index, device);
+            let (name, kind) = device.name_and_kind(index);
             let stats_index = stats.add_device(&name);
             let ctx = DeviceContext {
                 index: stats_index,
@@ -583,19 +587,6 @@ pub async fn drain_pipeline(
     }
 }
 
-fn device_name(index: usize, device: &DeviceConfig) -> (String, &'static str) {
-    let (name, kind) = match device {
-        DeviceConfig::Sim { name, .. } => (name, "sim"),
-        DeviceConfig::Serial { name, .. } => (name, "serial"),
-        DeviceConfig::Cpu { name, .. } => (name, "cpu"),
-        DeviceConfig::Link { name, .. } => (name, "link"),
-    };
-    (
-        name.clone().unwrap_or_else(|| format!("{kind}{index}")),
-        kind,
-    )
-}
-
 /// SIGINT (Ctrl-C) or SIGTERM (`kill`, a service manager).
 pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
@@ -652,7 +643,7 @@ async fn report_periodically(stats: Stats, cancel: CancellationToken) {
     }
     for d in stats.snapshot() {
         tracing::info!(device = %d.name, results = d.results, shares = d.shares, stale = d.stale,
-            duplicates = d.duplicates, hw_errors = d.hardware_errors, found = d.blocks_found,
+            duplicates = d.duplicates, hw_errors = d.hardware_errors, candidates = d.block_candidates,
             blocks = d.blocks_accepted, "final device stats");
     }
 }

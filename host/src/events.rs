@@ -107,7 +107,8 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// A device went away: a Stratum miner disconnected or was dropped.
+    /// A device went away: a Stratum miner disconnected or was dropped, or a board failed (the
+    /// first failure of a streak; it is retried, and [`Event::DeviceUp`] says it is back).
     DeviceLost {
         /// Device name.
         device: String,
@@ -267,7 +268,7 @@ pub struct DeviceStats {
     /// Results that do not hash to the device's threshold, or roll bits outside the mask.
     pub hardware_errors: u64,
     /// Block candidates.
-    pub blocks_found: u64,
+    pub block_candidates: u64,
     /// Blocks the node put on the active chain.
     pub blocks_accepted: u64,
     /// Best share difficulty.

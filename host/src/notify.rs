@@ -38,7 +38,8 @@ pub enum Kind {
     NodeDown,
     /// The node answers again.
     NodeUp,
-    /// A device went away (a Stratum miner disconnected or was dropped).
+    /// A device went away (a Stratum miner disconnected or was dropped, a board failed) and
+    /// did not come back within [`Policy::lost_grace`].
     DeviceLost,
     /// `hearth config check` testing the webhook.
     Test,
@@ -192,6 +193,10 @@ pub struct Policy {
     pub queue: usize,
     /// At shutdown, how long to keep sending what is queued.
     pub flush: Duration,
+    /// A device lost is announced only if it is not back (its [`Event::DeviceUp`]) within this:
+    /// a miner whose Wi-Fi drops for a moment, or a board that restarts after a glitch, is not
+    /// worth a message. Zero announces at once.
+    pub lost_grace: Duration,
 }
 
 impl Default for Policy {
@@ -205,6 +210,7 @@ impl Default for Policy {
             queue: 64,
             // Within the daemon's 10 s for its tasks to stop.
             flush: Duration::from_secs(5),
+            lost_grace: Duration::from_secs(60),
         }
     }
 }
@@ -308,8 +314,9 @@ pub async fn post(client: &reqwest::Client, url: &str, payload: &Payload) -> Del
                 Delivery::Final(what)
             }
         }
-        Err(e) if e.is_builder() => Delivery::Final(error_chain(&e)),
-        Err(e) => Delivery::Retry(error_chain(&e)),
+        // Without the URL: a token in it would reach the logs.
+        Err(e) if e.is_builder() => Delivery::Final(error_chain(&e.without_url())),
+        Err(e) => Delivery::Retry(error_chain(&e.without_url())),
     }
 }
 
@@ -328,13 +335,14 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Refuse a webhook this build cannot reach.
 pub fn check_url(url: &str) -> anyhow::Result<()> {
     // reqwest is built without TLS (no new TLS stack for one optional POST).
+    let shown = crate::api::redact_url(url);
     if url.trim().starts_with("https://") {
         bail!(
-            "notify.webhook_url = {url:?}: this build of hearth has no TLS, so it cannot POST to https:// URLs; give an http:// URL (a receiver or relay on this machine or your LAN)"
+            "notify.webhook_url = {shown:?}: this build of hearth has no TLS, so it cannot POST to https:// URLs; give an http:// URL (a receiver or relay on this machine or your LAN)"
         );
     }
     reqwest::Url::parse(url.trim())
-        .map_err(|e| anyhow::anyhow!("notify.webhook_url = {url:?} is not a URL: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("notify.webhook_url = {shown:?} is not a URL: {e}"))?;
     Ok(())
 }
 
@@ -388,8 +396,10 @@ impl Notifier {
 
     /// Deliver until the daemon stops (then flush) or its events end and the queue is empty.
     pub async fn run(mut self) {
-        tracing::info!(url = %self.url, "webhook notifications on");
+        tracing::info!(url = %crate::api::redact_url(&self.url), "webhook notifications on");
         let mut queue: VecDeque<Pending> = VecDeque::new();
+        // Devices lost, waiting out the grace (see [`Policy::lost_grace`]).
+        let mut held = Held::default();
         // The notification being delivered, and its request while one is out.
         let mut current: Option<Pending> = None;
         let mut in_flight: Option<InFlight> = None;
@@ -406,11 +416,21 @@ impl Notifier {
                 .and_then(|p| p.next_attempt)
                 .unwrap_or_else(Instant::now);
             let ready = in_flight.is_none() && current.is_some();
+            let held_due = held.next_due();
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => {
+                    // Not back by now: they are lost.
+                    for p in held.take_all() {
+                        self.enqueue(&mut queue, p);
+                    }
                     self.flush(queue, current, in_flight).await;
                     return;
+                }
+                _ = tokio::time::sleep_until(held_due.unwrap_or_else(Instant::now)), if held_due.is_some() => {
+                    for p in held.take_due(Instant::now()) {
+                        self.enqueue(&mut queue, p);
+                    }
                 }
                 outcome = wait(&mut in_flight) => {
                     in_flight = None;
@@ -427,7 +447,7 @@ impl Notifier {
                     }
                 }
                 received = self.events.recv(), if open => match received {
-                    Ok(event) => self.accept(&mut queue, &event),
+                    Ok(event) => self.accept(&mut queue, &mut held, &event),
                     Err(RecvError::Lagged(missed)) => tracing::warn!(missed,
                         "webhook notifier fell behind the daemon's events; notifications among them are lost (blocks are in the journal's accepted/)"),
                     Err(RecvError::Closed) => open = false,
@@ -441,10 +461,25 @@ impl Notifier {
         Box::pin(async move { post(&client, &url, &payload).await })
     }
 
-    fn accept(&self, queue: &mut VecDeque<Pending>, event: &Event) {
+    fn accept(&self, queue: &mut VecDeque<Pending>, held: &mut Held, event: &Event) {
+        if let Event::DeviceUp { device, .. } = event
+            && held.back(device)
+        {
+            tracing::debug!(%device, "device back within the grace: its loss is not announced");
+            return;
+        }
         let Some(payload) = self.origin.notification(event, SystemTime::now()) else {
             return;
         };
+        if let (Event::DeviceLost { device, .. }, false) = (event, self.policy.lost_grace.is_zero())
+        {
+            held.hold(device, payload, Instant::now() + self.policy.lost_grace);
+            return;
+        }
+        self.enqueue(queue, payload);
+    }
+
+    fn enqueue(&self, queue: &mut VecDeque<Pending>, payload: Payload) {
         tracing::debug!(event = ?payload.event, "webhook notification queued");
         if let Some(dropped) = enqueue(queue, Pending::new(payload), self.policy.queue) {
             tracing::warn!(dropped = ?dropped.payload.event, text = %dropped.payload.text, queued = self.policy.queue,
@@ -492,7 +527,13 @@ impl Notifier {
     ) {
         loop {
             match self.events.try_recv() {
-                Ok(event) => self.accept(&mut queue, &event),
+                Ok(event) => {
+                    let mut held = Held::default();
+                    self.accept(&mut queue, &mut held, &event);
+                    for p in held.take_all() {
+                        self.enqueue(&mut queue, p);
+                    }
+                }
                 Err(TryRecvError::Lagged(_)) => {}
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
@@ -540,6 +581,38 @@ impl Notifier {
             tracing::warn!(abandoned = left.len(), reason = %stopped_by,
                 "shutting down with webhook notifications undelivered");
         }
+    }
+}
+
+/// Devices lost and not announced yet, by name (a device lost again replaces its entry).
+#[derive(Debug, Default)]
+struct Held(Vec<(String, Instant, Payload)>);
+
+impl Held {
+    fn hold(&mut self, device: &str, payload: Payload, due: Instant) {
+        self.0.retain(|(d, _, _)| d != device);
+        self.0.push((device.to_string(), due, payload));
+    }
+
+    /// The device is back; true when its loss was waiting.
+    fn back(&mut self, device: &str) -> bool {
+        let before = self.0.len();
+        self.0.retain(|(d, _, _)| d != device);
+        self.0.len() != before
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.0.iter().map(|(_, due, _)| *due).min()
+    }
+
+    fn take_due(&mut self, now: Instant) -> Vec<Payload> {
+        let (due, later): (Vec<_>, Vec<_>) = self.0.drain(..).partition(|(_, at, _)| *at <= now);
+        self.0 = later;
+        due.into_iter().map(|(_, _, p)| p).collect()
+    }
+
+    fn take_all(&mut self) -> Vec<Payload> {
+        self.0.drain(..).map(|(_, _, p)| p).collect()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The other device drivers against a real bitcoind: a BM13xx chain on a serial port (here a PTY
 //! wired by socat to `hearth sim-chain`, standing in for a USB-UART adapter), which survives
-//! being unplugged and plugged back; and the CPU miner. Plus the ZMQ hashblock watcher against a
+//! being unplugged and plugged back, and whose loss reaches the webhook once; and the CPU miner. Plus the ZMQ hashblock watcher against a
 //! ZMQ publisher of our own (the cached bitcoind has no ZMQ).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,6 +8,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use common::{Killed, sim_chain};
 use std::time::Duration;
@@ -40,6 +41,23 @@ fn pty(link: &Path, addr: &str) -> Killed {
     Killed(child)
 }
 
+/// A webhook receiver that records every JSON body; its URL.
+async fn webhook_receiver(bodies: Arc<Mutex<Vec<serde_json::Value>>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| async move {
+            bodies
+                .lock()
+                .unwrap()
+                .push(serde_json::from_str(&body).unwrap());
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_on_a_serial_port_mines_and_survives_unplug_and_replug() {
     let node = common::node(&[]).await;
@@ -59,8 +77,11 @@ async fn a_chain_on_a_serial_port_mines_and_survives_unplug_and_replug() {
     ]);
     let socat = pty(&tty, &addr);
     let (_, address, _) = common::addresses().into_iter().next().unwrap();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let hook = webhook_receiver(bodies.clone()).await;
     let devices = format!(
-        "[[device]]\nkind = \"serial\"\nname = \"usb0\"\npath = \"{}\"\nmodel = \"BM1366\"\nchips = 2\nticket_difficulty = 16\nbaud = 1000000\n",
+        "[notify]\nwebhook_url = \"{hook}\"\ndevice_lost_grace_secs = 0.5\n\
+         [[device]]\nkind = \"serial\"\nname = \"usb0\"\npath = \"{}\"\nmodel = \"BM1366\"\nchips = 2\nticket_difficulty = 16\nbaud = 1000000\n",
         tty.display()
     );
     let config = common::config_for(&node, &address.to_string(), dir.path(), &devices);
@@ -74,10 +95,25 @@ async fn a_chain_on_a_serial_port_mines_and_survives_unplug_and_replug() {
 
     // Unplug: the port vanishes. The daemon reports it and keeps running.
     drop(socat);
-    common::wait_event(&mut events, Duration::from_secs(30), "device error", |e| {
-        matches!(e, Event::DeviceError { .. })
-    })
+    common::wait_event(
+        &mut events,
+        Duration::from_secs(30),
+        "device lost",
+        |e| matches!(e, Event::DeviceLost { device, .. } if device == "usb0"),
+    )
     .await;
+    // Retried while it is gone (1 s, 2 s, ...): each failure is an error, not another loss.
+    let mut errors = 0;
+    while errors < 2 {
+        match common::wait_event(&mut events, Duration::from_secs(30), "retries", |e| {
+            matches!(e, Event::DeviceError { .. } | Event::DeviceLost { .. })
+        })
+        .await
+        {
+            Event::DeviceLost { .. } => panic!("a second loss announced during one outage"),
+            _ => errors += 1,
+        }
+    }
     // Plug back in (a fresh chain, as after a power cycle): the device comes back and mines.
     let (_sim2, addr2) = sim_chain(&[
         "--model",
@@ -98,6 +134,22 @@ async fn a_chain_on_a_serial_port_mines_and_survives_unplug_and_replug() {
     let stats = daemon.stats.snapshot();
     assert_eq!(stats[0].hardware_errors, 0, "{:?}", stats[0]);
     daemon.shutdown().await;
+    // The webhook heard of the loss once, naming the board, and of its blocks.
+    let bodies = bodies.lock().unwrap().clone();
+    let lost: Vec<_> = bodies
+        .iter()
+        .filter(|b| b["event"] == "device_lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{bodies:#?}");
+    assert_eq!(lost[0]["device"], "usb0");
+    assert!(
+        bodies
+            .iter()
+            .filter(|b| b["event"] == "block_found")
+            .count()
+            >= 4,
+        "{bodies:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,6 +87,7 @@ fn quick() -> Policy {
         block_give_up_after: Duration::from_secs(30),
         queue: 16,
         flush: Duration::from_secs(1),
+        lost_grace: Duration::ZERO,
     }
 }
 
@@ -192,6 +193,58 @@ async fn each_kind_has_its_body_and_only_an_accepted_block_is_a_found_block() {
     assert_eq!(bodies[4]["device"], "board0");
     cancel.cancel();
     task.await.unwrap();
+}
+
+fn lost(device: &str) -> Event {
+    Event::DeviceLost {
+        device: device.into(),
+        reason: "disconnected".into(),
+    }
+}
+
+fn up(device: &str) -> Event {
+    Event::DeviceUp {
+        device: device.into(),
+        detail: "back".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_device_back_within_the_grace_is_not_announced_as_lost() {
+    let receiver = Receiver::default();
+    let url = receiver.clone().start().await;
+    let (events, _) = broadcast::channel(64);
+    let grace = Duration::from_millis(400);
+    let policy = Policy {
+        lost_grace: grace,
+        ..quick()
+    };
+    let (cancel, task) = start(&url, &events, policy);
+    let sent = std::time::Instant::now();
+    // A Wi-Fi miner that reconnects at once, and a board that stays gone.
+    events.send(lost("stratum:nerd")).unwrap();
+    events.send(lost("board0")).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    events.send(up("stratum:nerd")).unwrap();
+    let bodies = receiver.wait(1, Duration::from_secs(10)).await;
+    assert!(
+        sent.elapsed() >= grace,
+        "announced before the grace: {:?}",
+        sent.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bodies_now = receiver.bodies();
+    assert_eq!(bodies_now.len(), 1, "{bodies_now:#?}");
+    assert_eq!(bodies[0]["event"], "device_lost");
+    assert_eq!(bodies[0]["device"], "board0");
+    // Lost at shutdown and not back: announced in the final flush, not dropped.
+    events.send(lost("stratum:gone")).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cancel.cancel();
+    task.await.unwrap();
+    let bodies = receiver.bodies();
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
+    assert_eq!(bodies[1]["device"], "stratum:gone");
 }
 
 #[tokio::test]

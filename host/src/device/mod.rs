@@ -91,9 +91,18 @@ pub trait Device: Send + 'static {
     fn run(&mut self, ctx: &mut DeviceContext) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
+/// A run at least this long counts as the device having worked: its next failure starts a new
+/// streak (backoff from 1 s, and a new "device lost" notice).
+const WORKED_FOR: Duration = Duration::from_secs(60);
+
 /// Run a device, restarting it after failures, until the daemon shuts down.
+///
+/// Every failure is an [`Event::DeviceError`] (log, dashboard). The first failure of a streak
+/// is also an [`Event::DeviceLost`], which reaches the webhook: the operator hears once that a
+/// board was unplugged or stopped answering, not once per retry.
 pub async fn supervise<D: Device>(mut device: D, mut ctx: DeviceContext) {
     let mut backoff = Duration::from_secs(1);
+    let mut failing = false;
     loop {
         let started = tokio::time::Instant::now();
         match device.run(&mut ctx).await {
@@ -102,14 +111,23 @@ pub async fn supervise<D: Device>(mut device: D, mut ctx: DeviceContext) {
                 if ctx.cancel.is_cancelled() {
                     return;
                 }
-                tracing::error!(device = %ctx.name, error = %format!("{e:#}"), "device failed; restarting it");
+                let error = format!("{e:#}");
+                tracing::error!(device = %ctx.name, %error, "device failed; restarting it");
+                if started.elapsed() > WORKED_FOR {
+                    backoff = Duration::from_secs(1);
+                    failing = false;
+                }
+                if !failing {
+                    failing = true;
+                    let _ = ctx.events.send(Event::DeviceLost {
+                        device: ctx.name.clone(),
+                        reason: error.clone(),
+                    });
+                }
                 let _ = ctx.events.send(Event::DeviceError {
                     device: ctx.name.clone(),
-                    error: format!("{e:#}"),
+                    error,
                 });
-                if started.elapsed() > Duration::from_secs(60) {
-                    backoff = Duration::from_secs(1);
-                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = ctx.cancel.cancelled() => return,

@@ -191,7 +191,12 @@ impl Session {
             }
         };
         let _ = write.shutdown().await;
-        if let Some((_, name)) = &self.device {
+        if let Some((_, name)) = &self.device
+            && cancel.is_cancelled()
+        {
+            // The daemon is stopping: every miner leaves now, and that is not news.
+            tracing::debug!(device = %name, peer = %self.peer, "stratum miner disconnected: server stopping");
+        } else if let Some((_, name)) = &self.device {
             tracing::info!(device = %name, peer = %self.peer, reason = %ending, "stratum miner left");
             let _ = self.shared.events.send(Event::DeviceLost {
                 device: name.clone(),

@@ -133,7 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let validated = crate::config::Config::load(&config)?.validate()?;
             println!("{}: syntax and values OK", config.display());
             println!("  network  {}", validated.network);
-            println!("  node     {}", validated.rpc_url);
+            println!("  node     {}", crate::api::redact_url(&validated.rpc_url));
             println!(
                 "  payout   {} (script {})",
                 validated.address,
@@ -212,7 +212,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(url) = &validated.webhook_url {
                 crate::notify::check_url(url)?;
-                println!("  notify   {url}");
+                println!("  notify   {}", crate::api::redact_url(url));
             }
             // Loud, and last before the node's checks, so that they are not scrolled away.
             for warning in &warnings {

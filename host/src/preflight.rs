@@ -128,12 +128,13 @@ pub async fn test_webhook(url: &str, network: bitcoin::Network) -> anyhow::Resul
     let timeout = Duration::from_secs(10);
     let client = crate::notify::client(timeout)?;
     let payload = Origin::new(network).test(SystemTime::now());
+    let shown = crate::api::redact_url(url);
     match crate::notify::post(&client, url, &payload).await {
         Delivery::Delivered => Ok(format!(
-            "notify   {url} took a test notification (\"event\": \"test\")"
+            "notify   {shown} took a test notification (\"event\": \"test\")"
         )),
         Delivery::Retry(e) | Delivery::Final(e) => bail!(
-            "notify.webhook_url {url}: the test notification was not taken: {e}. Check that the receiver runs and accepts POSTs of JSON at that path (--offline skips this)"
+            "notify.webhook_url {shown}: the test notification was not taken: {e}. Check that the receiver runs and accepts POSTs of JSON at that path (--offline skips this)"
         ),
     }
 }

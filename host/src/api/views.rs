@@ -51,7 +51,7 @@ pub struct StatusView {
     /// Devices, Stratum miners included.
     pub devices: usize,
     /// Block candidates (hashes that met the network target).
-    pub blocks_found: u64,
+    pub block_candidates: u64,
     /// Blocks the node has on its active chain.
     pub blocks_accepted: u64,
 }
@@ -134,7 +134,7 @@ pub struct DeviceView {
     /// Hardware errors per result.
     pub hardware_error_rate: f64,
     /// Block candidates.
-    pub blocks_found: u64,
+    pub block_candidates: u64,
     /// Blocks on the node's active chain.
     pub blocks_accepted: u64,
     /// Best share difficulty.
@@ -187,7 +187,7 @@ impl DeviceView {
             stale_rate: ratio(d.stale, d.results),
             duplicate_rate: ratio(d.duplicates, d.results),
             hardware_error_rate: ratio(d.hardware_errors, d.results),
-            blocks_found: d.blocks_found,
+            block_candidates: d.block_candidates,
             blocks_accepted: d.blocks_accepted,
             best_difficulty: d.best_difficulty,
             best_at: d.best_at,
@@ -353,25 +353,24 @@ pub fn redacted_config(config: &crate::config::Config) -> serde_json::Value {
     value
 }
 
-/// A URL without its user:password and query (webhook tokens often ride in either).
+/// A URL without its user:password, query and fragment (webhook tokens often ride in any of
+/// them). The authority ends at the first `/`, `?` or `#` (RFC 3986 §3.2), so
+/// `http://h:9000?token=x` loses its token too.
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
     let host = match authority.rsplit_once('@') {
         Some((_, host)) => format!("<redacted>@{host}"),
         None => authority.to_string(),
     };
-    let path = match path.split_once('?') {
-        Some((p, _)) => format!("{p}?<redacted>"),
-        None => path.to_string(),
+    let tail = match tail.find(['?', '#']) {
+        Some(i) => format!("{}{}<redacted>", &tail[..i], &tail[i..=i]),
+        None => tail.to_string(),
     };
     if scheme.is_empty() {
-        format!("{host}{path}")
+        format!("{host}{tail}")
     } else {
-        format!("{scheme}://{host}{path}")
+        format!("{scheme}://{host}{tail}")
     }
 }
 
@@ -393,6 +392,17 @@ mod tests {
             redact_url("stratum+tcp://pool:3333"),
             "stratum+tcp://pool:3333"
         );
+        // A query or fragment straight after the authority, and a user with no password.
+        assert_eq!(
+            redact_url("http://h:9000?token=x"),
+            "http://h:9000?<redacted>"
+        );
+        assert_eq!(redact_url("http://h:9000#t=x"), "http://h:9000#<redacted>");
+        assert_eq!(
+            redact_url("http://key@h/hook#t"),
+            "http://<redacted>@h/hook#<redacted>"
+        );
+        assert_eq!(redact_url("h:1/a?b@c"), "h:1/a?<redacted>");
     }
 
     #[test]

@@ -137,7 +137,7 @@ impl RpcClient {
             .pool_max_idle_per_host(4)
             .build()
             .map_err(|e| RpcError::Unreachable {
-                url: url.clone(),
+                url: crate::api::redact_url(&url),
                 reason: e.to_string(),
             })?;
         Ok(RpcClient {
@@ -241,7 +241,7 @@ impl RpcClient {
         let response = request
             .send()
             .await
-            .map_err(|e| self.transport_error(method, timeout, &e))?;
+            .map_err(|e| self.transport_error(method, timeout, e))?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(RpcError::Auth { detail });
@@ -249,7 +249,7 @@ impl RpcClient {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.transport_error(method, timeout, &e))?;
+            .map_err(|e| self.transport_error(method, timeout, e))?;
         if bytes.is_empty() {
             return Err(RpcError::Malformed {
                 method: method.into(),
@@ -259,7 +259,9 @@ impl RpcClient {
         Ok(bytes.to_vec())
     }
 
-    fn transport_error(&self, method: &str, timeout: Duration, e: &reqwest::Error) -> RpcError {
+    /// The error says the URL without credentials (it reaches logs, the API and webhooks).
+    fn transport_error(&self, method: &str, timeout: Duration, e: reqwest::Error) -> RpcError {
+        let e = e.without_url();
         if e.is_timeout() {
             RpcError::Timeout {
                 method: method.to_string(),
@@ -272,13 +274,13 @@ impl RpcClient {
             }
         } else {
             let mut reason = e.to_string();
-            let mut source = std::error::Error::source(e);
+            let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
                 reason = format!("{reason}: {s}");
                 source = s.source();
             }
             RpcError::Unreachable {
-                url: self.inner.url.clone(),
+                url: crate::api::redact_url(&self.inner.url),
                 reason,
             }
         }

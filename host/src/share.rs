@@ -350,7 +350,7 @@ impl ShareChecker {
                 tracing::error!(%hash, error = %e, "could not decode the assembled block; submitting it from its parts for the node's verdict");
             }
         }
-        self.stats.update(found.device, |d| d.blocks_found += 1);
+        self.stats.update(found.device, |d| d.block_candidates += 1);
         if first_on_parent {
             let _ = self.found_block.try_send(prev);
         }

@@ -151,10 +151,12 @@ pub fn render(status: &Value, devices: &Value) -> String {
         hashrate(status["hashrate_10m"].as_f64().unwrap_or(0.0)),
         hashrate(status["hashrate_1h"].as_f64().unwrap_or(0.0)),
     ));
+    // Found means on the node's active chain; a candidate is only a hash that met the target.
+    let candidates = status["block_candidates"].as_u64().unwrap_or(0);
     out.push_str(&format!(
-        "blocks      {} found, {} on the node's active chain\n",
-        status["blocks_found"].as_u64().unwrap_or(0),
+        "blocks      {} found (on the node's active chain), from {candidates} candidate{}\n",
         status["blocks_accepted"].as_u64().unwrap_or(0),
+        if candidates == 1 { "" } else { "s" },
     ));
     let list = devices.as_array().cloned().unwrap_or_default();
     out.push_str(&format!(
@@ -207,7 +209,7 @@ mod tests {
                      "tip": "00000000000000000001", "transactions": 3000, "network_difficulty": 1.2e14,
                      "work_source": "node", "paused": "the node is not answering"},
             "template_age_secs": 12, "hashrate_1m": 1.2e12, "hashrate_10m": 1.1e12,
-            "hashrate_1h": 1.0e12, "devices": 1, "blocks_found": 1, "blocks_accepted": 1
+            "hashrate_1h": 1.0e12, "devices": 1, "block_candidates": 1, "blocks_accepted": 1
         });
         let devices = serde_json::json!([{"name": "board0", "hashrate_10m": 1.1e12, "shares": 42,
             "stale_rate": 0.01, "hardware_error_rate": 0.0, "paused": true,
@@ -223,7 +225,7 @@ mod tests {
         );
         assert!(text.contains("1.20 TH/s (1 m)"), "{text}");
         assert!(
-            text.contains("1 found, 1 on the node's active chain"),
+            text.contains("1 found (on the node's active chain), from 1 candidate\n"),
             "{text}"
         );
         assert!(

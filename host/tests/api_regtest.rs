@@ -187,6 +187,9 @@ async fn every_endpoint_answers_while_mining() {
         "/api/blocks",
         "/api/config",
         "/api/log",
+        "/api/pool",
+        "/api/events",
+        "/metrics",
         "/api/control/pause",
         "/api/control/resume",
         "/api/devices/{name}/frequency",
@@ -246,6 +249,8 @@ async fn control_needs_the_token_and_pauses_and_resumes_the_devices() {
     for path in [
         "/api/control/pause",
         "/api/control/resume",
+        "/api/devices/board0/frequency",
+        "/api/devices/board0/voltage",
         "/api/devices/board0/fan",
     ] {
         let (code, body) = api.post(path, None, serde_json::json!({})).await;

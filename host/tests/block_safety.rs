@@ -205,7 +205,7 @@ async fn a_shutdown_journals_every_queued_result_and_submits_the_candidates() {
     // its siblings (filed, not sent: they could only tie with it); none is lost or pending.
     let device = &stats.snapshot()[0];
     assert_eq!(device.shares + device.stale, 40, "{device:?}");
-    assert_eq!(device.blocks_found, 40);
+    assert_eq!(device.block_candidates, 40);
     assert_eq!(journal.entries(Outcome::Accepted), 1);
     assert_eq!(journal.entries(Outcome::Stale), 39);
     assert_eq!(journal.pending().unwrap().len(), 0);
@@ -248,7 +248,7 @@ async fn a_shutdown_during_a_burst_of_finds_loses_nothing() {
     assert_eq!(journal.entries(Outcome::Rejected), 0);
     assert_eq!(
         accepted + stale + pending,
-        device.blocks_found as usize,
+        device.block_candidates as usize,
         "a block was never journalled: {device:?}"
     );
     let dir = journal_dir.path().join("accepted");

@@ -172,9 +172,9 @@ pub fn render(state: &ApiState, now: Instant) -> String {
             |d| d.hardware_errors as f64,
         ),
         (
-            "hearth_device_blocks_found_total",
+            "hearth_device_block_candidates_total",
             "Block candidates (hashes that met the network target).",
-            |d| d.blocks_found as f64,
+            |d| d.block_candidates as f64,
         ),
         (
             "hearth_device_blocks_accepted_total",

@@ -198,8 +198,8 @@ pub fn router(state: ApiState) -> Router {
             ([api] token_file)."
     ),
     paths(
-        get_status, get_devices, get_device, get_shares, get_blocks, get_config, get_log, get_pool, pause,
-        resume, set_frequency, set_voltage, set_fan
+        get_status, get_devices, get_device, get_shares, get_blocks, get_config, get_log, get_pool,
+        events, pause, resume, set_frequency, set_voltage, set_fan, get_metrics
     ),
     components(schemas(
         StatusView, status::NodeStatus, DeviceView, ChipView, crate::events::BoardReadings, SharesView, BestShare,
@@ -362,7 +362,12 @@ async fn get_log(State(state): State<ApiState>) -> Json<Vec<status::LogLine>> {
 /// Devices in each live snapshot (all of them are at `/api/devices`).
 pub const SNAPSHOT_DEVICES: usize = 100;
 
-/// Live updates: `status`, `devices` every 2 s and `event` lines as they happen.
+/// Live updates (Server-Sent Events): a `snapshot` every 2 s (`status`, the busiest
+/// `SNAPSHOT_DEVICES` devices, `devices_total`, and `shares` over all devices) and a `log`
+/// event for each line of `/api/log` as it happens.
+#[utoipa::path(get, path = "/api/events", responses(
+    (status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String)
+))]
 async fn events(
     State(state): State<ApiState>,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>> {
@@ -370,9 +375,8 @@ async fn events(
         let state = state.clone();
         move |_| {
             let now = Instant::now();
-            let mut devices: Vec<(usize, DeviceView)> = state
-                .stats
-                .snapshot()
+            let snapshot = state.stats.snapshot();
+            let mut devices: Vec<(usize, DeviceView)> = snapshot
                 .iter()
                 .map(|d| DeviceView::new(d, now))
                 .enumerate()
@@ -380,6 +384,7 @@ async fn events(
             // A server with thousands of Stratum miners would otherwise push megabytes every
             // two seconds to each open dashboard: the busiest devices, in their usual order,
             // and the count.
+            let shares = SharesView::new(&snapshot);
             let total = devices.len();
             devices.sort_by(|a, b| b.1.hashrate_10m.total_cmp(&a.1.hashrate_10m));
             devices.truncate(SNAPSHOT_DEVICES);
@@ -389,6 +394,8 @@ async fn events(
                 "status": status_view(&state),
                 "devices": devices,
                 "devices_total": total,
+                // Over every device, not only those in this snapshot.
+                "shares": shares,
             });
             Ok(SseEvent::default().event("snapshot").data(body.to_string()))
         }
@@ -408,7 +415,10 @@ async fn events(
     .keep_alive(KeepAlive::default())
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition (format 0.0.4); the metrics are listed in docs/api.md.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4", body = String)
+))]
 async fn get_metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let text = metrics::render(&state, Instant::now());
     (
@@ -446,7 +456,7 @@ fn status_view(state: &ApiState) -> StatusView {
             .map(|d| d.rate.per_second(now, Duration::from_secs(3600)))
             .sum(),
         devices: devices.len(),
-        blocks_found: devices.iter().map(|d| d.blocks_found).sum(),
+        block_candidates: devices.iter().map(|d| d.block_candidates).sum(),
         blocks_accepted: devices.iter().map(|d| d.blocks_accepted).sum(),
     }
 }
@@ -635,4 +645,30 @@ pub struct VoltageRequest {
 pub struct FanRequest {
     /// Duty, percent; null = the board's own control loop.
     pub percent: Option<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route [`router`] serves is in the OpenAPI document, except the page and the
+    /// document itself: a route added without its `#[utoipa::path]` fails here.
+    #[test]
+    fn every_route_is_documented() {
+        let doc = ApiDoc::openapi();
+        let source = include_str!("mod.rs");
+        let routes: Vec<&str> = source
+            .split(".route(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|path| !matches!(*path, "/" | "/api/openapi.json"))
+            .collect();
+        assert!(routes.len() >= 15, "{routes:?}");
+        for route in routes {
+            assert!(
+                doc.paths.paths.contains_key(route),
+                "{route} is served but not in /api/openapi.json"
+            );
+        }
+    }
 }

@@ -11,11 +11,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+# A set-up command's output only when it fails (one line per step otherwise).
+quiet() {
+  local log
+  log="$(mktemp)"
+  if ! "$@" >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    rm -f "$log"
+    echo "failed: $*" >&2
+    return 1
+  fi
+  rm -f "$log"
+}
 start=$(date +%s)
 
 step "toolchain: rustfmt, clippy, thumbv6m-none-eabi"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-rustup target add thumbv6m-none-eabi >/dev/null
+quiet rustup target add thumbv6m-none-eabi
 
 step "Debian packages for the tests: socat (serial-port tests over a PTY), tor (a private Tor network)"
 missing=()
@@ -24,8 +36,8 @@ command -v socat >/dev/null || missing+=(socat)
 if [[ ${#missing[@]} -gt 0 ]]; then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   echo "installing: ${missing[*]}"
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  quiet $SUDO apt-get update -qq
+  quiet $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 step "bitcoind for the regtest tests (built once per machine, cached in ~/.cache/hearth)"

@@ -12,6 +12,7 @@ fixed seed, so an unchanged design gives byte-identical files).
 
 import filecmp
 import fnmatch
+import subprocess
 import os
 import shutil
 import sys
@@ -50,8 +51,25 @@ def generate(name, root):
         # SaveBoard rewrites the project file with its defaults: put the rules back.
         write_project(pro, name, layout)
     os.remove(raw)
+    if hasattr(module, "STACKED_UNDER"):
+        from .pcb import check_mating
+
+        ref, upper_name, upper_ref = module.STACKED_UNDER
+        upper = BOARDS[upper_name]
+        check_mating(design, layout, ref, upper.design(), upper.layout(), upper_ref)
     update_readme(os.path.join(directory, "README.md"), design)
     return design, layout
+
+
+def generate_isolated(name, root):
+    """generate() in a fresh interpreter: pcbnew caches footprint libraries per process, and
+    a footprint taken from the cache gets different item ids than one read from its file, so
+    a board built after another would not be byte-identical to the same board built alone."""
+    code = "import sys; from generate.__main__ import generate; generate(sys.argv[1], sys.argv[2])"
+    if subprocess.run([sys.executable, "-c", code, name, root], cwd=ROOT).returncode != 0:
+        sys.exit(f"{name}: generation failed (see above)")
+    module = BOARDS[name]
+    return module.design(), (module.layout() if hasattr(module, "layout") else None)
 
 
 def write_libraries(root):
@@ -72,7 +90,7 @@ def check():
         shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*USER_STATE, "*.kicad_pcb"))
         write_libraries(copy)
         for name in BOARDS:
-            generate(name, copy)
+            generate_isolated(name, copy)
         stale = []
         for directory, _, files in os.walk(copy):
             for f in files:
@@ -100,8 +118,9 @@ def main(argv):
             sys.exit(f"unknown board {name!r}: one of {', '.join(BOARDS)}")
     write_libraries(ROOT)
     for name in names:
-        design, layout = generate(name, ROOT)
-        print(f"{name}: {len(design.parts)} parts" + (", PCB routed" if layout else ", schematic only"))
+        design, layout = generate_isolated(name, ROOT)
+        state = "schematic only" if layout is None else "PCB placed, partly routed" if layout.partial else "PCB routed"
+        print(f"{name}: {len(design.parts)} parts, {state}")
     return 0
 
 

@@ -130,6 +130,25 @@ class Layout:
     texts: list = field(default_factory=list)  # (text, (x, y), size) on the top silkscreen
     keepouts: list = field(default_factory=list)  # ((layers), (x0, y0, x1, y1)): no tracks there
     references: dict = field(default_factory=dict)  # ref -> (x, y) of its silkscreen reference
+    # Parts packed too closely for a readable silkscreen reference: theirs goes on the
+    # fabrication layer (the assembly drawing) instead.
+    fab_references: list = field(default_factory=list)
     # A board routed only in part (nets left for a person to route): unconnected items are
-    # expected, so generation does not fail on them.
+    # expected, so generation does not fail on them. `route_only` names the nets routed.
     partial: bool = False
+    route_only: list = None
+    copper_layers: int = 2
+    bottom_cost: float = 1.5  # extra cost of a grid step on the bottom layer (the bridge pours it)
+    annular: float = 0.25  # minimum via annular ring
+    # Holes plated by a PCB fab: a through-hole pin joins every layer. Without plating (the
+    # milled bridge) a pin is reached only on the side opposite its part's body.
+    plated: bool = False
+    # {"outer_um", "inner_um", "finish", "dielectrics": [(name, type, mm), ...]}: written
+    # into the board's setup, where KiCad keeps the stack-up.
+    stackup: dict = None
+    positions: dict = field(default_factory=dict)  # ref -> (x, y, rot[, "B"]), for parts without `at`
+    # Areas kept free of tracks and vias, shown in KiCad as rule areas: (name, (x0, y0, x1,
+    # y1)) on every copper layer, or (name, rect, "below") on all but the top.
+    reserved: list = field(default_factory=list)
+    # Outlines for a person, on User.Drawings: (label, (x0, y0, x1, y1)).
+    drawings: list = field(default_factory=list)

@@ -1,6 +1,7 @@
 """hearth-single-1370 r1: one BM1370 with its core regulator, IO rails, clock and sensors,
 under a hearth-bridge (through J1). The schematic is complete and ERC clean; the PCB is
-not drawn yet (see the board's README for what is missing and why).
+placed and its low-current signals routed, without the power stage (U2 and L1 have no
+footprint yet) and its copper (see the board's README for what is missing and why).
 
 Reference circuits: TI TPS546D24A datasheet (application section), Microchip EMC2101 and
 MCP1824, TI INA260 datasheets; the BM1370's pin use follows public single-chip designs
@@ -8,7 +9,7 @@ MCP1824, TI INA260 datasheets; the BM1370's pin use follows public single-chip d
 """
 
 from . import hashboard_link as link
-from .design import Design
+from .design import Design, Layout
 from .parts import (
     BM1370, CAP, CONN_2X10, EMC2101, INA260, INDUCTOR, LDO_MCP1824, OSC_4PIN, TPS546D24A, _passive, cap, ic, r0402,
 )
@@ -129,4 +130,98 @@ def design() -> Design:
         licence="CERN-OHL-S-2.0",
         parts=parts,
         power_flags=["GND", VIN, link.V3V3, V5, VCORE],
+    )
+
+
+# ---------------------------------------------------------------- the PCB, as far as it goes
+#
+# Coordinates (mm) share hearth-bridge's frame: the bridge lies over (0, 0)-(100, 62), its J2
+# over this board's J1, its three M3 holes over H1-H3 here. The chip sits below the bridge's
+# outline, so its 40 x 40 mm heatsink and the fan have open air. It is turned so that its
+# signal pins (1-15) face the connector and its VDD pad (31) faces the power stage on the
+# right, where U2 and L1 (no footprint yet) will go.
+
+# This board's J1 mates with the bridge's J2, which stacks over it (checked when generating).
+STACKED_UNDER = ("J1", "hearth-bridge", "J2")
+
+HEATSINK = (36.0, 68.0, 76.0, 108.0)  # 40 x 40 mm, centred on U1
+POWER_STAGE = (77.0, 63.0, 99.0, 106.0)
+VDD_SIDE = (60.0, 78.0, 77.0, 98.0)  # L1 to U1's VDD pad, with its capacitors: free for the core copper
+UNDER_CHIP = (52.0, 84.0, 60.0, 92.0)  # the body: vias from the exposed pads into the planes
+
+ROUTED = [  # the low-current signals; power, ground and the chip's rails are left to route
+    link.SDA, link.SCL, link.CHAIN_CI, link.CHAIN_RO, link.CHAIN_NRST, link.VREG_EN, link.FAN_TACH,
+    link.V3V3, "TEMP_DP", "TEMP_DN", "ASIC_CLK", "ASIC_BI", "ASIC_LITE",
+]
+
+# The power stage's passives, staged in its area in functional rows until U2 and L1 are
+# drawn; their final places follow U2's pins (input capacitors at PVIN/PGND, C2 at BOOT/SW,
+# C3 at BP1V5, C4 at VDD5, output capacitors between L1 and U1).
+STAGED = {
+    "C5": (80.0, 70.0, 0), "C6": (86.0, 70.0, 0), "C7": (92.0, 70.0, 0), "C8": (97.0, 70.0, 0),
+    "C2": (80.0, 76.0, 0), "C3": (84.0, 76.0, 0), "C4": (88.0, 76.0, 0),
+    "C9": (80.0, 96.0, 0), "C10": (84.5, 96.0, 0), "C11": (89.0, 96.0, 0),
+    "C12": (80.0, 101.0, 0), "C13": (85.5, 101.0, 0), "C14": (91.0, 101.0, 0), "C15": (96.5, 101.0, 0),
+}
+
+PLACED = {
+    # The connector, mated with the bridge's J2 (pcb.check_mating proves it pin for pin).
+    "J1": (8.0, 19.0, 0),
+    # Next to the connector: the input monitor (its shunt in the 5 V path, IN+ on pins 1-3
+    # toward J1), its 3.3 V decoupling, and the enable's pull-down.
+    "U4": (24.0, 27.0, 0), "C1": (30.0, 31.0, 90), "R1": (16.0, 39.3, 0),
+    # The chip: pins 1-15 along its upper edge, VDD to the right.
+    "U1": (56.0, 88.0, 270),
+    # At its pins, 0402 parts only (the only ones inside the heatsink's outline): the core
+    # ladders at the VDDn taps (pins 1-3 above, 28-30 below), core decoupling at the VDD
+    # side, IO decoupling at pins 14/15 and 16/17, the BI and LITE_PAD resistors.
+    "CL1": (60.5, 80.5, 90), "CL2": (62.0, 80.5, 90), "CL3": (63.5, 80.5, 90), "CL4": (65.0, 80.5, 90),
+    "CR1": (60.5, 95.5, 90), "CR2": (62.0, 95.5, 90), "CR3": (63.5, 95.5, 90), "CR4": (65.0, 95.5, 90),
+    "C16": (63.0, 84.5, 0), "C17": (63.0, 86.0, 0), "C18": (63.0, 90.0, 0), "C19": (63.0, 91.5, 0),
+    "C22": (51.5, 81.0, 90), "C23": (50.0, 81.0, 90), "C20": (51.5, 95.0, 90), "C21": (50.0, 95.0, 90),
+    "R3": (48.5, 81.0, 90), "R2": (47.0, 81.0, 90),
+    # Left of the heatsink: the clock (its CLKI line beside the chain lines, not across
+    # them), the IO LDOs with their input capacitors, and the fan controller with the diode
+    # filter at DP/DN (turned so DP/DN face the chip).
+    "X1": (33.0, 66.0, 0), "C27": (29.0, 66.0, 90),
+    "U5": (28.0, 76.0, 0), "C25": (28.0, 72.5, 0),
+    "U6": (28.0, 84.0, 0), "C26": (28.0, 80.5, 0),
+    "U3": (28.0, 96.0, 180), "C28": (28.0, 92.5, 0), "C24": (32.2, 96.0, 90),
+}
+
+
+def layout() -> Layout:
+    return Layout(
+        size=(100.0, 112.0),
+        # A PCB fab's 4-layer service (not milled): 0.15 mm (6 mil) track and space, 0.3 mm
+        # drills, as the public single-chip boards use.
+        clearance=0.15,
+        track=0.15,
+        via=(0.6, 0.3),
+        annular=0.15,
+        edge_clearance=0.3,
+        grid=0.125,  # fine enough for the 0.5 and 0.65 mm pitches
+        copper_layers=4,
+        plated=True,
+        # 2 oz (70 um) outer copper for the core current, 1 oz inner; the dielectrics are a
+        # common 1.6 mm build, to be replaced by the fab's own (nothing here is impedance
+        # controlled).
+        stackup={"outer_um": 70, "inner_um": 35, "finish": "ENIG",
+                 "dielectrics": [("prepreg", 0.2), ("core", 0.97), ("prepreg", 0.2)]},
+        net_widths={"/" + link.V3V3: 0.3},
+        bottom_cost=0.3,  # no pour on the outer layers yet: the bottom is as good as the top
+        route_first=["/" + n for n in (link.CHAIN_CI, link.CHAIN_RO, link.CHAIN_NRST, link.V3V3, "TEMP_DP", "TEMP_DN")],
+        route_only=["/" + n for n in ROUTED],
+        partial=True,
+        positions={**PLACED, **STAGED},
+        holes=[(4.0, 58.0), (44.0, 58.0), (96.5, 58.0), (4.0, 108.0), (96.0, 108.0)],
+        reserved=[("power stage: U2, L1 not drawn yet; parts staged", POWER_STAGE),
+                  ("VCORE to U1 and its capacitors", VDD_SIDE),
+                  ("under U1: its exposed pads' via array", UNDER_CHIP, "below")],
+        drawings=[("heatsink 40 x 40 mm", HEATSINK), ("hearth-bridge above (standoffs on H1-H3)", (0.0, 0.0, 100.0, 62.0))],
+        texts=[("hearth-single-1370 r1", (40.0, 109.0), 1.5)],
+        # The 0402 parts around the chip: references on the assembly drawing (F.Fab).
+        fab_references=[r for r in PLACED if r[:2] in ("CL", "CR") or r in (
+            "C16", "C17", "C18", "C19", "C20", "C21", "C22", "C23", "C24", "R2", "R3")],
+        references={"U1": (56.0, 78.0)},
     )

@@ -70,7 +70,7 @@ def build_board(design, layout, netlist_path, pcb_path, write_rules):
     tb.SetCompany("Hearth")
     tb.SetComment(0, PROVENANCE)
     tb.SetComment(1, design.licence)
-    board.SetCopperLayerCount(2)
+    board.SetCopperLayerCount(layout.copper_layers)
     net_items = {}
     for name in sorted(nets):
         ni = pcbnew.NETINFO_ITEM(board, name)
@@ -83,7 +83,10 @@ def build_board(design, layout, netlist_path, pcb_path, write_rules):
     for ref in sorted(comps):
         c = comps[ref]
         part = parts[ref]
-        if part.at is None:
+        if not c["footprint"]:
+            continue  # no footprint drawn yet: the schematic marks it "not on board"
+        at = layout.positions.get(ref, part.at)
+        if at is None:
             raise ValueError(f"{ref} has no PCB position in the design")
         fp = load_footprint(c["footprint"])
         board.Add(fp)
@@ -92,13 +95,15 @@ def build_board(design, layout, netlist_path, pcb_path, write_rules):
         fp.SetPath(pcbnew.KIID_PATH(c["path"]))
         fp.SetSheetfile(os.path.basename(pcb_path).replace(".kicad_pcb", ".kicad_sch"))
         fp.SetSheetname("")
-        x, y, rot = part.at[:3]
+        x, y, rot = at[:3]
         fp.SetPosition(pt(x, y))
         fp.SetOrientationDegrees(rot)
-        if len(part.at) > 3 and part.at[3] == "B":
+        if len(at) > 3 and at[3] == "B":
             fp.Flip(fp.GetPosition(), pcbnew.FLIP_DIRECTION_LEFT_RIGHT)
         if ref in layout.references:
             fp.Reference().SetPosition(pt(*layout.references[ref]))
+        if ref in layout.fab_references:
+            fp.Reference().SetLayer(pcbnew.B_Fab if fp.GetLayer() == pcbnew.B_Cu else pcbnew.F_Fab)
         for pad in fp.Pads():
             name = pin_net.get((ref, pad.GetNumber()))
             if name is not None:
@@ -127,6 +132,11 @@ def build_board(design, layout, netlist_path, pcb_path, write_rules):
         seg.SetLayer(pcbnew.Edge_Cuts)
         seg.SetWidth(mm(0.1))
         board.Add(seg)
+
+    for name, rect, *below in layout.reserved:
+        add_reserved(board, name, rect, layout.copper_layers, bool(below))
+    for label, rect in layout.drawings:
+        add_drawing(board, label, rect)
 
     route(board, layout, footprints, net_items)
 
@@ -167,10 +177,91 @@ def build_board(design, layout, netlist_path, pcb_path, write_rules):
         pcbnew.SaveBoard(pcb_path, board)
     else:
         check_board(board, layout)
+    if layout.stackup:
+        write_stackup(pcb_path, layout.stackup)
+
+
+def write_stackup(pcb_path, spec):
+    """The layer stack-up, which KiCad keeps in the board's setup section (its Python
+    module does not expose it): written into the saved file in KiCad's own layout."""
+    inner = iter(("In1.Cu", "In2.Cu", "In3.Cu", "In4.Cu"))
+    layers = [("F.SilkS", [("type", '"Top Silk Screen"')]),
+              ("F.Paste", [("type", '"Top Solder Paste"')]),
+              ("F.Mask", [("type", '"Top Solder Mask"'), ("thickness", "0.01")]),
+              ("F.Cu", [("type", '"copper"'), ("thickness", f"{spec['outer_um'] / 1000:g}")])]
+    for i, (kind, thickness) in enumerate(spec["dielectrics"], 1):
+        layers.append((f"dielectric {i}", [("type", f'"{kind}"'), ("thickness", f"{thickness:g}"),
+                                          ("material", '"FR4"'), ("epsilon_r", "4.5"), ("loss_tangent", "0.02")]))
+        if i < len(spec["dielectrics"]):
+            layers.append((next(inner), [("type", '"copper"'), ("thickness", f"{spec['inner_um'] / 1000:g}")]))
+    layers += [("B.Cu", [("type", '"copper"'), ("thickness", f"{spec['outer_um'] / 1000:g}")]),
+               ("B.Mask", [("type", '"Bottom Solder Mask"'), ("thickness", "0.01")]),
+               ("B.Paste", [("type", '"Bottom Solder Paste"')]),
+               ("B.SilkS", [("type", '"Bottom Silk Screen"')])]
+    lines = ["\t\t(stackup"]
+    for name, attrs in layers:
+        lines.append(f'\t\t\t(layer "{name}"')
+        lines += [f"\t\t\t\t({k} {v})" for k, v in attrs]
+        lines.append("\t\t\t)")
+    lines += [f'\t\t\t(copper_finish "{spec["finish"]}")', "\t\t\t(dielectric_constraints no)", "\t\t)"]
+    text = open(pcb_path, encoding="utf-8").read()
+    if "(stackup" in text:
+        raise ValueError(f"{pcb_path} has a stack-up already")
+    head, sep, tail = text.partition("\t(setup\n")
+    if not sep:
+        raise ValueError(f"{pcb_path}: no setup section")
+    with open(pcb_path, "w", encoding="utf-8") as f:
+        f.write(head + sep + "\n".join(lines) + "\n" + tail)
+
+
+def add_reserved(board, name, rect, copper_layers, below):
+    """A rule area free of tracks and vias: on every copper layer, or with `below` on all
+    but the top (under a part whose top pads are reached on the top)."""
+    area = pcbnew.ZONE(board)
+    area.SetIsRuleArea(True)
+    area.SetZoneName(name)
+    layers = pcbnew.LSET()
+    top = [] if below else [pcbnew.F_Cu]
+    for layer in top + [pcbnew.B_Cu] + [pcbnew.In1_Cu + 2 * i for i in range(copper_layers - 2)]:
+        layers.AddLayer(layer)
+    area.SetLayerSet(layers)
+    area.SetDoNotAllowTracks(True)
+    area.SetDoNotAllowVias(True)
+    area.SetDoNotAllowCopperPour(False)
+    area.SetDoNotAllowPads(False)
+    area.SetDoNotAllowFootprints(False)
+    x0, y0, x1, y1 = rect
+    outline = area.Outline()
+    outline.NewOutline()
+    for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1)):
+        outline.Append(mm(x), mm(y))
+    board.Add(area)
+    add_drawing(board, name, rect, outline=False)
+
+
+def add_drawing(board, label, rect, outline=True):
+    x0, y0, x1, y1 = rect
+    if outline:
+        shape = pcbnew.PCB_SHAPE(board)
+        shape.SetShape(pcbnew.SHAPE_T_RECT)
+        shape.SetStart(pt(x0, y0))
+        shape.SetEnd(pt(x1, y1))
+        shape.SetLayer(pcbnew.Dwgs_User)
+        shape.SetWidth(mm(0.15))
+        board.Add(shape)
+    t = pcbnew.PCB_TEXT(board)
+    t.SetText(label)
+    t.SetPosition(pt(x0 + 1.0, y0 + 1.5))
+    t.SetLayer(pcbnew.Dwgs_User)
+    t.SetTextSize(pcbnew.VECTOR2I(mm(1.0), mm(1.0)))
+    t.SetTextThickness(mm(0.15))
+    t.SetHorizJustify(pcbnew.GR_TEXT_H_ALIGN_LEFT)
+    board.Add(t)
 
 
 def check_board(board, layout):
-    check_tht_sides(board)
+    if not layout.plated:
+        check_tht_sides(board)
     if not layout.partial:
         # A pour cut into pieces by tracks strands the vias in the pieces: DRC would find
         # it; fail here, where the router can be told.
@@ -314,7 +405,7 @@ def rect_of(item):
 def route(board, layout, footprints, net_items):
     w, h = layout.size
     widths = {layout.track} | set(layout.net_widths.values())
-    r = Router(0, 0, w, h, layout.grid, layout.clearance, widths, layout.via[0], layout.edge_clearance)
+    r = Router(0, 0, w, h, layout.grid, layout.clearance, widths, layout.via[0], layout.edge_clearance, layout.bottom_cost)
     net_ids = {name: i for i, name in enumerate(sorted(net_items))}
     pads_by_net = {}
     for fp in board.GetFootprints():
@@ -328,8 +419,9 @@ def route(board, layout, footprints, net_items):
             r.add_rect(nid, layers, rect_of(pad))
             if name:
                 p = pad.GetPosition()
+                reach = layers if layout.plated else solder_layers(pad)
                 pads_by_net.setdefault(name, []).append(
-                    ((pcbnew.ToMM(p.x), pcbnew.ToMM(p.y)), solder_layers(pad), f"{fp.GetReference()}.{pad.GetNumber()}")
+                    ((pcbnew.ToMM(p.x), pcbnew.ToMM(p.y)), reach, f"{fp.GetReference()}.{pad.GetNumber()}")
                 )
         for zone in fp.Zones():
             if zone.GetIsRuleArea() and zone.GetDoNotAllowTracks():
@@ -340,14 +432,22 @@ def route(board, layout, footprints, net_items):
     # No copper on the body's side of a through-hole part (after the pads, so its own pads'
     # body-side rings are blocked too): its pins are reached from the side they are
     # soldered on, and vias stand clear of its body, where a rivet head has room.
-    for fp in tht_parts(board):
+    for fp in [] if layout.plated else tht_parts(board):
         r.add_rect(BLOCKED, (body_layer(fp),), body_rect(fp))
+    for _, rect, *below in layout.reserved:
+        r.add_rect(BLOCKED, (1,) if below else (0, 1), rect)
 
     failures = []
     order = [n for n in layout.route_first if n in pads_by_net]
     poured = {z["net"] for z in layout.zones}
     order = [n for n in order if n not in poured]
     rest = [n for n in pads_by_net if n not in order and n not in poured and len(pads_by_net[n]) > 1]
+    if layout.route_only is not None:
+        missing = [n for n in layout.route_only if n not in pads_by_net]
+        if missing:
+            raise RouteError(f"route_only names nets the board lacks: {', '.join(missing)}")
+        order = [n for n in order if n in layout.route_only]
+        rest = [n for n in rest if n in layout.route_only]
 
     def span(n):
         xs = [p[0][0] for p in pads_by_net[n]]
@@ -428,3 +528,32 @@ def route(board, layout, footprints, net_items):
                     t.SetLayer(pcbnew.F_Cu if layer == 0 else pcbnew.B_Cu)
                     t.SetNet(net_items[name])
                     board.Add(t)
+
+
+def placed_pads(part, layout):
+    """{pad number: (x, y)} of a part's footprint where the layout puts it (mm)."""
+    at = layout.positions.get(part.ref, part.at)
+    fp = load_footprint(part.footprint)
+    board = pcbnew.BOARD()
+    board.Add(fp)
+    fp.SetPosition(pt(*at[:2]))
+    fp.SetOrientationDegrees(at[2])
+    if len(at) > 3 and at[3] == "B":
+        fp.Flip(fp.GetPosition(), pcbnew.FLIP_DIRECTION_LEFT_RIGHT)
+    return {p.GetNumber(): (round(pcbnew.ToMM(p.GetPosition().x), 3), round(pcbnew.ToMM(p.GetPosition().y), 3))
+            for p in fp.Pads()}
+
+
+def check_mating(lower, lower_layout, lower_ref, upper, upper_layout, upper_ref):
+    """Two boards stacked in one frame: every pin of the lower board's connector must lie
+    under the same-numbered pin of the upper board's, and every mounting hole of the upper
+    board over one of the lower's (for its standoff)."""
+    a = placed_pads(next(p for p in lower.parts if p.ref == lower_ref), lower_layout)
+    b = placed_pads(next(p for p in upper.parts if p.ref == upper_ref), upper_layout)
+    problems = [f"pin {n}: {lower.title} {lower_ref} at {a.get(n)}, {upper.title} {upper_ref} at {b.get(n)}"
+                for n in sorted(set(a) | set(b), key=int) if a.get(n) != b.get(n)]
+    for h in upper_layout.holes:
+        if not any(math.dist(h, g) < 0.01 for g in lower_layout.holes):
+            problems.append(f"{upper.title}'s mounting hole at {h} has none under it on {lower.title}")
+    if problems:
+        raise ValueError("the boards do not stack:\n  " + "\n  ".join(problems))

@@ -39,7 +39,7 @@ def write_project(path, project, layout):
             "min_track_width": layout.track,
             "min_via_diameter": layout.via[0],
             "min_through_hole_diameter": layout.via[1],
-            "min_via_annular_width": 0.25,
+            "min_via_annular_width": layout.annular,
             "min_copper_edge_clearance": layout.edge_clearance,
             "min_hole_clearance": 0.25,
             "min_hole_to_hole": 0.5,

@@ -21,7 +21,8 @@ class RouteError(Exception):
 
 
 class Router:
-    def __init__(self, x0, y0, x1, y1, step, clearance, widths, via_diameter, edge_clearance):
+    def __init__(self, x0, y0, x1, y1, step, clearance, widths, via_diameter, edge_clearance, bottom_cost=1.5):
+        self.bottom_cost = bottom_cost
         self.x0, self.y0, self.step = x0, y0, step
         self.nx = int(math.ceil((x1 - x0) / step)) + 1
         self.ny = int(math.ceil((y1 - y0) / step)) + 1
@@ -218,8 +219,9 @@ class Router:
                 if dx and dy and (passable(layer, iy * nx + jx) is None or passable(layer, jy * nx + ix) is None):
                     continue
                 cost = (1.4142 if dx and dy else 1.0) + (0.3 if d != d_prev and d_prev >= 0 else 0.0)
-                # The bottom layer is mostly ground pour: cross there only when the top is full.
-                cost += 1.5 if layer == 1 else 0.0
+                # On a board whose bottom is mostly ground pour, cross there only when the top
+                # is full: each bottom step costs extra.
+                cost += self.bottom_cost if layer == 1 else 0.0
                 ng = g + cost
                 if ng < best.get((j, layer), math.inf):
                     best[(j, layer)] = ng

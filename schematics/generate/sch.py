@@ -327,7 +327,7 @@ def symbol_instance(lib, project, root, part: Part, pl: Placed, sx, sy) -> str:
     dnp = "yes" if part.dnp else "no"
     out = [
         f"\t(symbol (lib_id {q(lib + ':' + sym.name)}) (at {mm(sx)} {mm(sy)} 0) (unit 1)",
-        f"\t\t(exclude_from_sim no) (in_bom {'no' if power else 'yes'}) (on_board {'no' if power else 'yes'}) (dnp {dnp})",
+        f"\t\t(exclude_from_sim no) (in_bom {'no' if power else 'yes'}) (on_board {'no' if power or not part.footprint else 'yes'}) (dnp {dnp})",
         f"\t\t(uuid {q(uid(project, 'sym', part.ref))})",
     ]
     for key, value, (fx, fy), hidden in fields:

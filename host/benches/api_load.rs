@@ -3,22 +3,27 @@
 //! "off"`; then the API's latency under a steady mixed load.
 //!
 //! The daemon is the real `hearth mine` binary against a throwaway regtest bitcoind (from
-//! `scripts/bitcoind.sh`, or `HEARTH_BITCOIND`), with 4 emulated boards (`sim`, slow: idle
+//! `scripts/bitcoind.sh`, or `HEARTH_BITCOIND`), with 4 boards of 4 BM1370 chips (slow: idle
 //! mining) and 100 Stratum miners connected (subscribed, authorized, reading their jobs). This
 //! process is the miners, the dashboard (`/api/events`) and the load.
 //!
+//! The boards are, by default, what real ones are to the daemon: a BM13xx chain on a serial
+//! port (`kind = "serial"`), each a PTY that socat wires to a `hearth sim-chain` process, so the
+//! chips' emulation is not counted as the daemon's. `--chains in-process` uses `kind = "sim"`
+//! instead, with the emulator inside the daemon's process (as `hearth demo` does).
+//!
 //! ```text
-//! cargo bench -p hearth --bench api_load                    # 60 s per stage, about 4 minutes
+//! cargo bench -p hearth --bench api_load                    # 60 s per stage, about 5 minutes
 //! cargo bench -p hearth --bench api_load -- --secs 10       # a quick look
 //! ```
 //!
 //! Options: `--secs S` (length of each measured stage, default 60), `--rate R` (requests per
 //! second in the latency stage, default 100), `--miners M` (Stratum miners, default 100),
-//! `--boards B` (emulated boards, default 4), `--hashrate H` (hashes per second per emulated
-//! chip, default 100: a regtest block every minute or two). Stages: baseline (API off), API on
-//! with no client, API on with one dashboard stream open, and API under load (the stream still
-//! open). With the API off the devices get no work (docs/api-benchmark.md), so the reference
-//! for the dashboard's cost is the stage with the API on and no client. Memory is VmRSS from
+//! `--boards B` (boards, default 4), `--hashrate H` (hashes per second per emulated chip,
+//! default 100: a regtest block every minute or two), `--chains external|in-process`. Stages:
+//! baseline (API off), API on with no client, API on with one dashboard stream open, and API
+//! under load (the stream still open), round-robin over the endpoints a dashboard and a
+//! Prometheus scraper use. Memory is VmRSS from
 //! `/proc/<pid>/status` sampled every second (mean and max); CPU is utime + stime over the
 //! stage. Figures and their reading: docs/api-benchmark.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -47,6 +52,8 @@ struct Options {
     miners: usize,
     boards: usize,
     hashrate: f64,
+    /// Chains behind serial ports, emulated in processes of their own (true), or `sim` devices.
+    external_chains: bool,
 }
 
 fn parse_options() -> Options {
@@ -56,6 +63,7 @@ fn parse_options() -> Options {
         miners: 100,
         boards: 4,
         hashrate: 100.0,
+        external_chains: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -71,6 +79,13 @@ fn parse_options() -> Options {
             "--miners" => o.miners = value().parse().expect("--miners M"),
             "--boards" => o.boards = value().parse().expect("--boards B"),
             "--hashrate" => o.hashrate = value().parse().expect("--hashrate H"),
+            "--chains" => {
+                o.external_chains = match value().as_str() {
+                    "external" => true,
+                    "in-process" => false,
+                    other => panic!("--chains external|in-process, not {other:?}"),
+                }
+            }
             // `cargo bench` passes --bench; a filter word may follow.
             _ => {
                 i += 1;
@@ -123,11 +138,59 @@ fn status_mb(pid: u32, field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// A process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A board as the daemon sees real hardware: `hearth sim-chain` (the chips, in their own
+/// process) behind a PTY at `tty` that socat bridges to it, as a USB-UART adapter appears.
+fn external_chain(tty: &Path, hashrate: f64) -> [Killed; 2] {
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["sim-chain", "--model", "BM1370", "--chips", "4"])
+        .args(["--floor-bits", "12", "--hashrate", &hashrate.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("hearth sim-chain said {line:?}"))
+        .to_string();
+    let socat = Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", tty.display()))
+        .arg(format!("tcp:{addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("external chains need socat (apt-get install socat): {e}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !tty.exists() {
+        assert!(Instant::now() < deadline, "socat made no {}", tty.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    [Killed(sim), Killed(socat)]
+}
+
 /// The daemon under test.
 struct DaemonProcess {
     child: Child,
     api: Option<String>,
     stratum: String,
+    // Dropped after the daemon (fields drop in order): its ports vanish after it stopped.
+    _chains: Vec<[Killed; 2]>,
     _journal: tempfile::TempDir,
 }
 
@@ -137,12 +200,25 @@ impl DaemonProcess {
         let stratum = format!("127.0.0.1:{}", free_port().unwrap());
         let api_addr = api.then(|| format!("127.0.0.1:{}", free_port().unwrap()));
         let mut devices = String::new();
+        let mut chains = Vec::new();
         for b in 0..o.boards {
-            devices.push_str(&format!(
-                "[[device]]\nkind = \"sim\"\nname = \"board{b}\"\nmodel = \"BM1370\"\nchips = 4\n\
-                 floor_bits = 16\nhashrate = {}\n",
-                o.hashrate
-            ));
+            if o.external_chains {
+                let tty = journal.path().join(format!("ttyBOARD{b}"));
+                chains.push(external_chain(&tty, o.hashrate));
+                // 12 zero bits from the chips' floor and 4 from the ticket mask: the same 16
+                // as the in-process boards.
+                devices.push_str(&format!(
+                    "[[device]]\nkind = \"serial\"\nname = \"board{b}\"\npath = \"{}\"\n\
+                     model = \"BM1370\"\nchips = 4\nticket_difficulty = 16\nbaud = 1000000\n",
+                    tty.display()
+                ));
+            } else {
+                devices.push_str(&format!(
+                    "[[device]]\nkind = \"sim\"\nname = \"board{b}\"\nmodel = \"BM1370\"\n\
+                     chips = 4\nfloor_bits = 16\nhashrate = {}\n",
+                    o.hashrate
+                ));
+            }
         }
         let text = format!(
             r#"
@@ -184,6 +260,7 @@ impl DaemonProcess {
             child,
             api: api_addr,
             stratum,
+            _chains: chains,
             _journal: journal,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -272,14 +349,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-const ENDPOINTS: [&str; 3] = ["/api/status", "/api/devices", "/metrics"];
+const ENDPOINTS: [&str; 5] = [
+    "/api/status",
+    "/api/devices",
+    "/metrics",
+    "/api/blocks",
+    "/api/log",
+];
 
 /// Open-loop load: `rate` requests per second for `secs`, round-robin over [`ENDPOINTS`].
 /// Latency runs from the request's scheduled time, so a slow answer delays nobody's clock.
 async fn load(base: &str, rate: u64, secs: u64) -> (Vec<Vec<f64>>, Vec<u64>, u64) {
     let http = reqwest::Client::new();
-    let results: Arc<Mutex<Vec<Vec<f64>>>> = Arc::new(Mutex::new(vec![Vec::new(); 3]));
-    let bytes: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0; 3]));
+    let results: Arc<Mutex<Vec<Vec<f64>>>> =
+        Arc::new(Mutex::new(vec![Vec::new(); ENDPOINTS.len()]));
+    let bytes: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0; ENDPOINTS.len()]));
     let failures = Arc::new(AtomicU64::new(0));
     let period = Duration::from_secs_f64(1.0 / rate as f64);
     let start = tokio::time::Instant::now();
@@ -338,8 +422,16 @@ async fn run(o: Options) {
     node.wait_ready(Duration::from_secs(60)).await.unwrap();
     let warmup = Duration::from_secs(10);
     println!(
-        "api_load: {} boards x 4 emulated chips at {} H/s each, {} Stratum miners, {} s per stage",
-        o.boards, o.hashrate, o.miners, o.secs
+        "api_load: {} boards x 4 emulated chips at {} H/s each ({}), {} Stratum miners, {} s per stage",
+        o.boards,
+        o.hashrate,
+        if o.external_chains {
+            "serial ports to hearth sim-chain processes"
+        } else {
+            "emulated inside the daemon"
+        },
+        o.miners,
+        o.secs
     );
 
     // Stage 1: baseline, API off.
@@ -355,10 +447,7 @@ async fn run(o: Options) {
         let n = notifies.load(Ordering::Relaxed) - n0;
         miners.iter().for_each(|m| m.abort());
         if n == 0 {
-            println!(
-                "note: no new work reached the miners with the API off: the devices may not be \
-                 mining (see docs/api-benchmark.md)"
-            );
+            println!("note: no new work reached the miners with the API off");
         }
         println!(
             "baseline (API off): VmRSS mean {:.1} MB, max {:.1} MB, VmHWM {:.1} MB; CPU {:.2} % of a core; {n} notifies to the miners",

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use hearth::daemon::Daemon;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mines_100_blocks_with_a_simulated_4_chip_board() {
@@ -433,6 +433,11 @@ async fn the_node_dying_loses_no_block_and_mining_resumes_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_daemon_between_find_and_submission_loses_nothing() {
+    // The resubmitting daemon's log, shown if the test fails (why a block was filed where).
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("hearth=info")
+        .try_init();
     let mut node = common::node(&[]).await;
     let rpc = node.rpc().unwrap();
     let journal = tempfile::tempdir().unwrap();
@@ -469,7 +474,9 @@ async fn killing_the_daemon_between_find_and_submission_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let stopping = std::time::Instant::now();
     node.terminate();
+    let stopped_in = stopping.elapsed();
     let pending_dir = journal.path().join("pending");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let pending = loop {
@@ -516,7 +523,16 @@ async fn killing_the_daemon_between_find_and_submission_loses_nothing() {
     // A new daemon resubmits the journal before it mines.
     let config = common::config_for(&node, &address.to_string(), journal.path(), &devices);
     let daemon = Daemon::start(config).await.unwrap();
-    let on_chain = common::call(&rpc, "getblockhash", json!([height])).await;
+    let on_chain = match rpc.call::<Value>("getblockhash", json!([height])).await {
+        Ok(hash) => hash,
+        // Seen once in CI under load: say everything there is to know about it.
+        Err(e) => panic!(
+            "getblockhash {height} after the resubmission: {e}\nthe node took {stopped_in:?} to \
+             stop (SIGKILL after 30 s can roll its tip back)\nnode: {}\njournal:\n{}",
+            common::call(&rpc, "getblockchaininfo", json!([])).await,
+            journal_listing(journal.path())
+        ),
+    };
     let on_chain = on_chain.as_str().unwrap();
     let ours = entries
         .iter()
@@ -544,6 +560,20 @@ async fn killing_the_daemon_between_find_and_submission_loses_nothing() {
         0
     );
     daemon.shutdown().await;
+}
+
+/// Every file in the journal's folders.
+fn journal_listing(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for sub in ["pending", "accepted", "stale", "rejected"] {
+        let Ok(files) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for file in files.filter_map(Result::ok) {
+            out.push_str(&format!("  {sub}/{}\n", file.file_name().to_string_lossy()));
+        }
+    }
+    out
 }
 
 use std::str::FromStr as _;

@@ -248,6 +248,34 @@ async fn a_device_back_within_the_grace_is_not_announced_as_lost() {
 }
 
 #[tokio::test]
+async fn config_check_sends_a_test_notification_and_says_what_the_receiver_answered() {
+    let receiver = Receiver::default();
+    let url = receiver.clone().start().await;
+    let said = hearth::preflight::test_webhook(&url, bitcoin::Network::Regtest)
+        .await
+        .unwrap();
+    assert!(said.contains("took a test notification"), "{said}");
+    let bodies = receiver.wait(1, Duration::from_secs(5)).await;
+    assert_eq!(bodies[0]["event"], "test");
+    assert_eq!(bodies[0]["network"], "regtest");
+    // A receiver that refuses it: the error names the key, what it answered and what to do.
+    receiver.statuses.lock().unwrap().push_back(404);
+    let err =
+        hearth::preflight::test_webhook(&format!("{url}?token=secret"), bitcoin::Network::Regtest)
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("notify.webhook_url") && err.contains("404"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("secret"),
+        "the token in the URL is not shown: {err}"
+    );
+}
+
+#[tokio::test]
 async fn a_500_is_retried_with_backoff_until_the_receiver_takes_it() {
     let receiver = Receiver::default();
     receiver.statuses.lock().unwrap().extend([500, 503, 500]);

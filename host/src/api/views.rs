@@ -77,6 +77,10 @@ pub struct ChipView {
     pub duplicates: u64,
     /// Results that did not hash to the chip's threshold.
     pub hardware_errors: u64,
+    /// Stale results per result.
+    pub stale_rate: f64,
+    /// Duplicates per result.
+    pub duplicate_rate: f64,
     /// Hardware errors per result.
     pub hardware_error_rate: f64,
 }
@@ -94,6 +98,8 @@ impl ChipView {
             stale: c.stale,
             duplicates: c.duplicates,
             hardware_errors: c.hardware_errors,
+            stale_rate: ratio(c.stale, results),
+            duplicate_rate: ratio(c.duplicates, results),
             hardware_error_rate: ratio(c.hardware_errors, results),
         }
     }

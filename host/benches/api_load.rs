@@ -447,7 +447,7 @@ async fn run(o: Options) {
         let n = notifies.load(Ordering::Relaxed) - n0;
         miners.iter().for_each(|m| m.abort());
         if n == 0 {
-            println!("note: no new work reached the miners with the API off");
+            println!("note: no new template reached the miners in this stage (no block found)");
         }
         println!(
             "baseline (API off): VmRSS mean {:.1} MB, max {:.1} MB, VmHWM {:.1} MB; CPU {:.2} % of a core; {n} notifies to the miners",

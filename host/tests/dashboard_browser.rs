@@ -2,7 +2,9 @@
 //! `scripts/chromium.sh`) loads it from `hearth demo` mining real regtest blocks, driven over
 //! the DevTools protocol. The hash rate, the board's row, its chips (after a real click on the
 //! row) and the found blocks must show, and must move between two readings seconds apart; the
-//! page must throw no script error. A screenshot is saved to `target/dashboard-screenshot.png`.
+//! page must throw no script error; at a phone's width the panels stack and nothing scrolls
+//! sideways. Screenshots are saved to `target/dashboard-screenshot.png` and
+//! `target/dashboard-phone-screenshot.png`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -404,6 +406,33 @@ fn the_dashboard_shows_live_mining_in_a_real_browser() {
     let path = screenshot_path();
     std::fs::write(&path, png).unwrap();
     println!("dashboard screenshot: {}", path.display());
+
+    // On a phone (375 CSS pixels wide): the panels stack in one column and the page does not
+    // scroll sideways (the device table scrolls inside its own box).
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": true }),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let phone = cdp.eval(
+        "(() => { const s = [...document.querySelectorAll('main > section')].map((e) => e.getBoundingClientRect()); \
+         return { pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth, \
+         lefts: [...new Set(s.map((r) => Math.round(r.left)))].length, \
+         widest: Math.max(...s.map((r) => r.right)) }; })()",
+    );
+    let viewport = phone["viewport"].as_f64().unwrap();
+    assert_eq!(viewport, 375.0, "{phone:#}");
+    assert!(
+        phone["pageWidth"].as_f64().unwrap() <= viewport,
+        "the page scrolls sideways on a phone: {phone:#}"
+    );
+    assert_eq!(phone["lefts"], 1, "one column of panels on a phone: {phone:#}");
+    assert!(phone["widest"].as_f64().unwrap() <= viewport, "{phone:#}");
+    let shot = cdp.call("Page.captureScreenshot", json!({ "format": "png" }));
+    let png = decode_base64(shot["data"].as_str().unwrap());
+    let phone_path = path.with_file_name("dashboard-phone-screenshot.png");
+    std::fs::write(&phone_path, png).unwrap();
+    println!("phone screenshot: {}", phone_path.display());
 
     assert!(
         cdp.errors.is_empty(),

@@ -375,7 +375,10 @@ impl MemberClient {
                                 }
                                 Some(e) => {
                                     tracing::warn!(reason = %e.kind, message = %e.message, "pool: share refused");
-                                    self.update(|s| *s.rejected.entry(e.kind).or_default() += 1);
+                                    self.update(|s| {
+                                        let kind = refusal_label(&e.kind, &s.rejected);
+                                        *s.rejected.entry(kind).or_default() += 1;
+                                    });
                                 }
                             }
                         }
@@ -424,5 +427,43 @@ impl MemberClient {
                 }
             }
         }
+    }
+}
+
+/// Distinct refusal kinds kept per member: the coordinator names them, and they become metric
+/// labels, so a coordinator cannot grow them without end.
+const REFUSAL_KINDS_KEPT: usize = 32;
+
+/// The label a refusal is counted under: the coordinator's kind when it is a plain short name
+/// (a-z and _) that is not one of our own results and there is room, else `other`.
+fn refusal_label(kind: &str, seen: &BTreeMap<String, u64>) -> String {
+    let plain = !kind.is_empty()
+        && kind.len() <= 32
+        && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        && !matches!(kind, "accepted" | "unsent");
+    if plain && (seen.contains_key(kind) || seen.len() < REFUSAL_KINDS_KEPT) {
+        kind.to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_labels_are_bounded_plain_names() {
+        let mut seen = BTreeMap::new();
+        assert_eq!(refusal_label("stale_round", &seen), "stale_round");
+        let long = "x".repeat(33);
+        for odd in ["", "accepted", "unsent", "Bad\"Label", long.as_str()] {
+            assert_eq!(refusal_label(odd, &seen), "other", "{odd:?}");
+        }
+        for i in 0..REFUSAL_KINDS_KEPT {
+            seen.insert(format!("k{}", "a".repeat(i)), 1);
+        }
+        assert_eq!(refusal_label("new_kind", &seen), "other");
+        assert_eq!(refusal_label("ka", &seen), "ka");
     }
 }

@@ -55,9 +55,11 @@ def design() -> Design:
         # stored in its NVM, 0x24 from the factory. The output is sensed at the chip
         # (VOSNS/GOSNS) with no external divider: VOUT_SCALE_LOOP (0.25, written by the
         # firmware before enabling) selects the internal divider, whose range is 1-3 V.
+        # AGND (37), DRTN (5) and PGND are all on GND here; they meet under U2 in the layout.
         ic("U2", TPS546D24A, "TPS546D24A", b_vr,
            {**{p: V5 for p in ("21", "22", "23", "24", "25", "26")},
             "27": link.VREG_EN, "2": link.SDA, "3": link.SCL,
+            "32": "VR_MSEL1", "29": "VR_MSEL2", "30": "VR_VSEL",
             **{p: "VR_SW" for p in ("8", "9", "10", "11", "12")},
             "7": "VR_BOOT", "33": VCORE, "34": "GND", "4": "VR_BP1V5", "28": "VR_VDD5",
             **{p: "GND" for p in ("5", "37", "13", "14", "15", "16", "17", "18", "19", "20", "41")}},
@@ -66,7 +68,29 @@ def design() -> Design:
         # bridge unplugged.
         r0402("R1", "10k", b_vr, link.VREG_EN, "GND"),
         cap("C2", "100n/0402", b_vr, "VR_BOOT", "VR_SW"),
-        cap("C3", "1u/0402", b_vr, "VR_BP1V5", "GND"),
+        cap("C3", "1u/0402", b_vr, "VR_BP1V5", "GND"),  # BP1V5's own bypass (>= 1 uF, SLUSDJ0)
+        # Pin straps, read once at power-up (TI TPS546D24S datasheet SLUSF26, pin strapping,
+        # the TPS546D24A's scheme; ti.com/document-viewer/TPS546D24S/datasheet): each pin
+        # reads a resistor to AGND for one code and a divider to BP1V5 for another. Values as
+        # in the public Bitaxe Gamma (TPS546D24ARVFR; the same in the Bitaxe Supra's BOM),
+        # read for facts; no design file copied.
+        # - MSEL1 sets FREQUENCY_SWITCH and COMPENSATION_CONFIG: 8.25k to BP1V5 over 14.7k
+        #   to AGND (0.640 of BP1V5) is divider code 9, 650 kHz with the odd-code
+        #   compensation set. The firmware, like ESP-Miner (bitaxeorg/ESP-Miner,
+        #   main/power/TPS546.c), writes the frequency over PMBus but never
+        #   COMPENSATION_CONFIG, so the loop's compensation comes from this strap.
+        #   Whether it suits L1 and C9-C15 is unchecked: check it with TI's tools.
+        r0402("R4", "8.25k", b_vr, "VR_BP1V5", "VR_MSEL1"),
+        r0402("R5", "14.7k", b_vr, "VR_MSEL1", "GND"),
+        # - MSEL2 sets STACK_CONFIG, TON_RISE and the IOUT_OC limits. Shorted to AGND: one
+        #   chip, stand-alone. It must not float (open may select a 2-phase stack: the
+        #   TPSM8S6B24S module's MSEL2 table, SLUSF87). A 0 Ω part, not copper, so that
+        #   another code can be fitted.
+        r0402("R6", "0", b_vr, "VR_MSEL2", "GND"),
+        # - VSEL sets VOUT_COMMAND, VOUT_SCALE_LOOP, VOUT_MIN and VOUT_MAX at boot: 68.1k to
+        #   AGND boots at 1.2 V in the 0.5 V VOSL range; the firmware rewrites them over PMBus
+        #   before it enables the output.
+        r0402("R7", "68.1k", b_vr, "VR_VSEL", "GND"),
         cap("C4", "4.7u/0402", b_vr, "VR_VDD5", "GND"),
         cap("C5", "47u/1210", b_vr, V5, "GND"),
         cap("C6", "47u/1210", b_vr, V5, "GND"),
@@ -156,10 +180,12 @@ ROUTED = [  # the low-current signals; power, ground and the chip's rails are le
 
 # The power stage's passives, staged in its area in functional rows until U2 and L1 are
 # drawn; their final places follow U2's pins (input capacitors at PVIN/PGND, C2 at BOOT/SW,
-# C3 at BP1V5, C4 at VDD5, output capacitors between L1 and U1).
+# C3 at BP1V5, C4 at VDD5, the strap resistors R4-R7 at MSEL1/MSEL2/VSEL, output capacitors
+# between L1 and U1).
 STAGED = {
     "C5": (80.0, 70.0, 0), "C6": (86.0, 70.0, 0), "C7": (92.0, 70.0, 0), "C8": (97.0, 70.0, 0),
     "C2": (80.0, 76.0, 0), "C3": (84.0, 76.0, 0), "C4": (88.0, 76.0, 0),
+    "R4": (80.0, 81.0, 0), "R5": (83.0, 81.0, 0), "R6": (86.0, 81.0, 0), "R7": (89.0, 81.0, 0),
     "C9": (80.0, 96.0, 0), "C10": (84.5, 96.0, 0), "C11": (89.0, 96.0, 0),
     "C12": (80.0, 101.0, 0), "C13": (85.5, 101.0, 0), "C14": (91.0, 101.0, 0), "C15": (96.5, 101.0, 0),
 }

@@ -348,7 +348,7 @@ async fn sigterm_during_a_burst_of_finds_exits_promptly_and_loses_nothing() {
     assert_eq!(count("rejected"), 0);
     assert_eq!(
         count("accepted") + count("stale") + count("pending"),
-        field(stats, "found"),
+        field(stats, "candidates"),
         "a block was never journalled: {stats}"
     );
     assert_accepted_are_on_chain(&rpc, &journal.path().join("accepted")).await;

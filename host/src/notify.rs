@@ -584,35 +584,69 @@ impl Notifier {
     }
 }
 
-/// Devices lost and not announced yet, by name (a device lost again replaces its entry).
+/// Devices lost and not announced yet. The grace is one constant, so entries fall due in the
+/// order they came: a queue in that order, and by name the newest entry of each device (a
+/// device lost again replaces its entry; one that is back cancels it). Every step is O(1)
+/// amortised, for the moment thousands of Stratum miners drop at once.
 #[derive(Debug, Default)]
-struct Held(Vec<(String, Instant, Payload)>);
+struct Held {
+    queue: VecDeque<(u64, Instant, Payload)>,
+    live: std::collections::HashMap<String, u64>,
+    next: u64,
+}
 
 impl Held {
     fn hold(&mut self, device: &str, payload: Payload, due: Instant) {
-        self.0.retain(|(d, _, _)| d != device);
-        self.0.push((device.to_string(), due, payload));
+        self.next += 1;
+        self.live.insert(device.to_string(), self.next);
+        self.queue.push_back((self.next, due, payload));
     }
 
     /// The device is back; true when its loss was waiting.
     fn back(&mut self, device: &str) -> bool {
-        let before = self.0.len();
-        self.0.retain(|(d, _, _)| d != device);
-        self.0.len() != before
+        self.live.remove(device).is_some()
     }
 
-    fn next_due(&self) -> Option<Instant> {
-        self.0.iter().map(|(_, due, _)| *due).min()
+    fn is_live(&self, id: u64, payload: &Payload) -> bool {
+        payload
+            .device
+            .as_ref()
+            .and_then(|d| self.live.get(d))
+            .is_some_and(|&newest| newest == id)
+    }
+
+    fn next_due(&mut self) -> Option<Instant> {
+        while let Some((id, _, payload)) = self.queue.front() {
+            if self.is_live(*id, payload) {
+                break;
+            }
+            self.queue.pop_front();
+        }
+        self.queue.front().map(|(_, due, _)| *due)
     }
 
     fn take_due(&mut self, now: Instant) -> Vec<Payload> {
-        let (due, later): (Vec<_>, Vec<_>) = self.0.drain(..).partition(|(_, at, _)| *at <= now);
-        self.0 = later;
-        due.into_iter().map(|(_, _, p)| p).collect()
+        self.take_while(|at| at <= now)
     }
 
+    /// Everything still waiting (at shutdown: not back by now, so lost).
     fn take_all(&mut self) -> Vec<Payload> {
-        self.0.drain(..).map(|(_, _, p)| p).collect()
+        self.take_while(|_| true)
+    }
+
+    fn take_while(&mut self, due: impl Fn(Instant) -> bool) -> Vec<Payload> {
+        let mut taken = Vec::new();
+        while self.queue.front().is_some_and(|(_, at, _)| due(*at)) {
+            if let Some((id, _, payload)) = self.queue.pop_front()
+                && self.is_live(id, &payload)
+            {
+                if let Some(device) = &payload.device {
+                    self.live.remove(device);
+                }
+                taken.push(payload);
+            }
+        }
+        taken
     }
 }
 
@@ -671,6 +705,42 @@ pub fn rfc3339(unix: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn held_losses_fall_due_in_order_and_a_return_cancels_one() {
+        let origin = Origin {
+            network: "regtest".into(),
+            instance: "box".into(),
+        };
+        let lost = |d: &str| {
+            origin
+                .notification(
+                    &Event::DeviceLost {
+                        device: d.into(),
+                        reason: "gone".into(),
+                    },
+                    SystemTime::now(),
+                )
+                .unwrap_or_else(|| panic!("a loss is a notification"))
+        };
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut held = Held::default();
+        held.hold("a", lost("a"), t0 + s);
+        held.hold("b", lost("b"), t0 + 2 * s);
+        // a is lost again: one notice, when its newer entry falls due.
+        held.hold("a", lost("a"), t0 + 3 * s);
+        held.hold("c", lost("c"), t0 + 4 * s);
+        assert!(held.back("c"));
+        assert!(!held.back("nobody"));
+        assert_eq!(held.next_due(), Some(t0 + 2 * s));
+        let names =
+            |v: Vec<Payload>| -> Vec<String> { v.into_iter().filter_map(|p| p.device).collect() };
+        assert!(held.take_due(t0 + s).is_empty());
+        assert_eq!(names(held.take_due(t0 + 2 * s)), ["b"]);
+        assert_eq!(names(held.take_all()), ["a"]);
+        assert_eq!(held.next_due(), None);
+    }
     use bitcoin::hashes::Hash;
 
     use super::*;

@@ -296,13 +296,12 @@ fn vout_scale_loop_range_mv(permille: u32) -> Option<(u32, u32)> {
     Some((lo, hi))
 }
 
-/// The input voltage at which the firmware lets the TPS546D24A start converting (VIN_ON,
-/// written by `hearth_board::tps546::Config::single_chip`, ESP-Miner's single-chip value, as
-/// in docs/bm13xx-protocol.md §9.3), mV. The chip implements it in 0.25 V steps, rounding down
-/// (SLUSF26, VIN_ON (35h): "2.50 V to 18.25 V in 0.25-V steps"), so 4.8 V starts at 4.75 V. A
-/// board that accepts a lower input would power up, see no core voltage and report a regulator
-/// fault instead of a low input.
-pub const TPS546_VIN_ON_MV: u32 = 4800;
+/// The input voltage below which the TPS546D24A stops converting (VIN_OFF, written by
+/// `hearth_board::tps546::Config::single_chip`, ESP-Miner's single-chip value, as in
+/// docs/bm13xx-protocol.md §9.3), mV. It starts again only above VIN_ON (4.8 V, applied in
+/// 0.25 V steps as 4.75 V: SLUSF26, VIN_ON (35h)). A board whose input minimum were lower would
+/// see its core cut out with no "input low" from the firmware, whose limit lies below.
+pub const TPS546_VIN_OFF_MV: u32 = 4500;
 
 /// Parts the firmware has drivers for, with the addresses their strap options allow.
 const KNOWN_PARTS: &[(&str, &[u8])] = &[
@@ -564,11 +563,11 @@ impl Board {
         if input.min >= input.max {
             p.push("power.input_voltage_mv: min must be below max".into());
         }
-        if i.devices.iter().any(|d| d.part == "TPS546D24A") && input.min < TPS546_VIN_ON_MV {
+        if i.devices.iter().any(|d| d.part == "TPS546D24A") && input.min < TPS546_VIN_OFF_MV {
             p.push(format!(
-                "power.input_voltage_mv.min = {}: below {TPS546_VIN_ON_MV} mV, the input at \
-                 which the firmware lets the TPS546D24A start (VIN_ON); the board would accept \
-                 an input its regulator does not start on",
+                "power.input_voltage_mv.min = {}: below {TPS546_VIN_OFF_MV} mV, the input at \
+                 which the TPS546D24A stops (VIN_OFF); the core would cut out with no \
+                 \"input low\" from the firmware",
                 input.min
             ));
         }
@@ -835,18 +834,18 @@ mod tests {
             )),
             "{p:?}"
         );
-        let p = with(|b| b.power.input_voltage_mv.min = 4500);
+        let p = with(|b| b.power.input_voltage_mv.min = 4400);
         assert!(
             p.iter().any(|p| p
-                .contains("power.input_voltage_mv.min = 4500: below 4800 mV, the input at which")),
+                .contains("power.input_voltage_mv.min = 4400: below 4500 mV, the input at which")),
             "{p:?}"
         );
-        // A board without the TPS546 is not held to its start threshold.
+        // A board without the TPS546 is not held to its cut-out.
         let p = with(|b| {
-            b.power.input_voltage_mv.min = 4500;
+            b.power.input_voltage_mv.min = 4400;
             b.i2c.devices.retain(|d| d.part != "TPS546D24A");
         });
-        assert!(!p.iter().any(|p| p.contains("VIN_ON")), "{p:?}");
+        assert!(!p.iter().any(|p| p.contains("VIN_OFF")), "{p:?}");
         let p = with(|b| b.i2c.devices[1].address = 0x7F);
         assert!(
             p.iter().any(|p| p.contains(

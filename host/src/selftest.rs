@@ -1134,7 +1134,7 @@ mod tests {
         assert!(chips.advice.as_deref().unwrap().contains("InputPower"));
         let input = check(&checks, "input voltage");
         assert_eq!(input.seen, "4000 mV");
-        assert_eq!(input.expected, "4800..=5500 mV");
+        assert_eq!(input.expected, "4500..=5500 mV");
     }
 
     #[test]

@@ -217,7 +217,7 @@ fn readings_out_of_range_fail_with_seen_and_expected() {
     assert!(run.line("chip temperature").starts_with("FAIL"));
     assert!(
         run.line("input voltage")
-            .starts_with("FAIL  input voltage            seen 4300 mV; expected 4800..=5500 mV"),
+            .starts_with("FAIL  input voltage            seen 4300 mV; expected 4500..=5500 mV"),
         "{}",
         run.stdout
     );
@@ -226,7 +226,7 @@ fn readings_out_of_range_fail_with_seen_and_expected() {
     assert!(run.line("board temperature").starts_with("PASS"));
     assert!(
         run.stdout
-            .contains("the input reads 4300 mV, outside 4800..=5500 mV"),
+            .contains("the input reads 4300 mV, outside 4500..=5500 mV"),
         "{}",
         run.stdout
     );

@@ -426,7 +426,10 @@ fn the_dashboard_shows_live_mining_in_a_real_browser() {
         phone["pageWidth"].as_f64().unwrap() <= viewport,
         "the page scrolls sideways on a phone: {phone:#}"
     );
-    assert_eq!(phone["lefts"], 1, "one column of panels on a phone: {phone:#}");
+    assert_eq!(
+        phone["lefts"], 1,
+        "one column of panels on a phone: {phone:#}"
+    );
     assert!(phone["widest"].as_f64().unwrap() <= viewport, "{phone:#}");
     let shot = cdp.call("Page.captureScreenshot", json!({ "format": "png" }));
     let png = decode_base64(shot["data"].as_str().unwrap());

@@ -92,9 +92,10 @@ impl Config {
     /// [`Config::for_core`], which narrows it to the chip.
     pub const fn single_chip() -> Self {
         Config {
-            // boards/src/load.rs TPS546_VIN_ON_MV repeats this: no board file may accept an
-            // input below it (the regulator would not start). Change both together.
             vin_on_mv: 4_800,
+            // boards/src/load.rs TPS546_VIN_OFF_MV repeats this: no board file may set its
+            // input minimum below it (the core would cut out with no "input low"). Change both
+            // together.
             vin_off_mv: 4_500,
             vout_max_mv: 2_000,
             vout_min_mv: 1_000,

@@ -28,7 +28,10 @@
 //! stage. Figures and their reading: docs/api-benchmark.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::{Path, PathBuf};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +40,7 @@ use std::time::{Duration, Instant};
 use bitcoin::key::Secp256k1;
 use bitcoin::secp256k1::SecretKey;
 use bitcoin::{Address, CompressedPublicKey, Network, PrivateKey};
+use common::Killed;
 use hearth::regtest::{RegtestNode, bitcoind_from_scripts, free_port};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -97,13 +101,6 @@ fn parse_options() -> Options {
     o
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn payout_address() -> Address {
     let secp = Secp256k1::new();
     let secret = SecretKey::from_slice(&[7u8; 32]).unwrap();
@@ -138,50 +135,21 @@ fn status_mb(pid: u32, field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// A process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A board as the daemon sees real hardware: `hearth sim-chain` (the chips, in their own
 /// process) behind a PTY at `tty` that socat bridges to it, as a USB-UART adapter appears.
 fn external_chain(tty: &Path, hashrate: f64) -> [Killed; 2] {
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["sim-chain", "--model", "BM1370", "--chips", "4"])
-        .args(["--floor-bits", "12", "--hashrate", &hashrate.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("hearth sim-chain said {line:?}"))
-        .to_string();
-    let socat = Command::new("socat")
-        .arg(format!("pty,raw,echo=0,link={}", tty.display()))
-        .arg(format!("tcp:{addr}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("external chains need socat (apt-get install socat): {e}"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !tty.exists() {
-        assert!(Instant::now() < deadline, "socat made no {}", tty.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    [Killed(sim), Killed(socat)]
+    let hashrate = hashrate.to_string();
+    let (sim, addr) = common::sim_chain(&[
+        "--model",
+        "BM1370",
+        "--chips",
+        "4",
+        "--floor-bits",
+        "12",
+        "--hashrate",
+        &hashrate,
+    ]);
+    [sim, common::pty(tty, &addr)]
 }
 
 /// The daemon under test.
@@ -415,7 +383,7 @@ fn main() {
 }
 
 async fn run(o: Options) {
-    let bitcoind = bitcoind_from_scripts(&repo_root()).unwrap_or_else(|e| {
+    let bitcoind = bitcoind_from_scripts(&common::repo_root()).unwrap_or_else(|e| {
         panic!("this benchmark needs bitcoind: {e:#}\nget it with scripts/bitcoind.sh")
     });
     let mut node = RegtestNode::start(&bitcoind, &[]).unwrap();

@@ -6,40 +6,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{Killed, sim_chain};
+use common::{pty, sim_chain};
 use std::time::Duration;
 
 use hearth::daemon::Daemon;
 use hearth::events::Event;
-
-/// A PTY at `link` bridged to TCP `addr`, as a USB-UART adapter would appear.
-fn pty(link: &Path, addr: &str) -> Killed {
-    let child = Command::new("socat")
-        .arg(format!("pty,raw,echo=0,link={}", link.display()))
-        .arg(format!("tcp:{addr}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "this test needs socat (scripts/test.sh installs it: apt-get install socat): {e}"
-            )
-        });
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !link.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "socat did not create {}",
-            link.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Killed(child)
-}
 
 /// A webhook receiver that records every JSON body; its URL.
 async fn webhook_receiver(bodies: Arc<Mutex<Vec<serde_json::Value>>>) -> String {

@@ -40,6 +40,31 @@ impl Drop for Terminated {
     }
 }
 
+/// A PTY at `link` bridged to TCP `addr`, as a USB-UART adapter would appear.
+pub fn pty(link: &Path, addr: &str) -> Killed {
+    let child = Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", link.display()))
+        .arg(format!("tcp:{addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "this test needs socat (scripts/test.sh installs it: apt-get install socat): {e}"
+            )
+        });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !link.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "socat did not create {}",
+            link.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Killed(child)
+}
+
 /// The first line the child prints on stdout, trimmed.
 pub fn first_line(child: &mut Child) -> String {
     let mut line = String::new();

@@ -420,11 +420,7 @@ impl Notifier {
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => {
-                    // Not back by now: they are lost.
-                    for p in held.take_all() {
-                        self.enqueue(&mut queue, p);
-                    }
-                    self.flush(queue, current, in_flight).await;
+                    self.flush(queue, held, current, in_flight).await;
                     return;
                 }
                 _ = tokio::time::sleep_until(held_due.unwrap_or_else(Instant::now)), if held_due.is_some() => {
@@ -518,25 +514,24 @@ impl Notifier {
     }
 
     /// At shutdown: take the events published up to now (the blocks the last drain confirmed),
-    /// send what is queued while the receiver takes it and time remains, log what is left.
+    /// announce the devices lost and not back by then, send what is queued while the receiver
+    /// takes it and time remains, log what is left.
     async fn flush(
         &mut self,
         mut queue: VecDeque<Pending>,
+        mut held: Held,
         current: Option<Pending>,
         in_flight: Option<InFlight>,
     ) {
         loop {
             match self.events.try_recv() {
-                Ok(event) => {
-                    let mut held = Held::default();
-                    self.accept(&mut queue, &mut held, &event);
-                    for p in held.take_all() {
-                        self.enqueue(&mut queue, p);
-                    }
-                }
+                Ok(event) => self.accept(&mut queue, &mut held, &event),
                 Err(TryRecvError::Lagged(_)) => {}
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
+        }
+        for p in held.take_all() {
+            self.enqueue(&mut queue, p);
         }
         let deadline = Instant::now() + self.policy.flush;
         let mut left: VecDeque<Pending> = current.into_iter().chain(queue).collect();

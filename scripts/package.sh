@@ -24,17 +24,8 @@ mkdir -p "$cache" "$out"
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "package.sh: $*"; exit 1; }
-# Run a quiet step; show its output only when it fails.
-quiet() {
-  local log
-  log="$(mktemp)"
-  if ! "$@" >"$log" 2>&1; then
-    tail -40 "$log" >&2
-    rm -f "$log"
-    die "failed: $*"
-  fi
-  rm -f "$log"
-}
+# quiet <command...>: a step's output only when it fails.
+source scripts/quiet.sh
 
 # Build tools. `file` and systemd-analyze may be missing on a minimal Debian.
 missing=()

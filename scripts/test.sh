@@ -11,18 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
-# A set-up command's output only when it fails (one line per step otherwise).
-quiet() {
-  local log
-  log="$(mktemp)"
-  if ! "$@" >"$log" 2>&1; then
-    tail -40 "$log" >&2
-    rm -f "$log"
-    echo "failed: $*" >&2
-    return 1
-  fi
-  rm -f "$log"
-}
+# quiet <command...>: a set-up command's output only when it fails (one line per step otherwise).
+source scripts/quiet.sh
 start=$(date +%s)
 
 step "toolchain: rustfmt, clippy, thumbv6m-none-eabi"

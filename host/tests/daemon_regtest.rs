@@ -364,43 +364,52 @@ async fn the_node_dying_loses_no_block_and_mining_resumes_when_it_returns() {
     let mut events = daemon.events.subscribe();
     common::accepted_blocks(&mut events, 3, Duration::from_secs(60)).await;
 
-    // From here on, track candidates and acceptances in event order.
-    let mut candidates = Vec::new();
-    let mut accepted = std::collections::HashSet::new();
-    let mut note = |e: &hearth::events::Event| match e {
-        hearth::events::Event::BlockCandidate { height, hash, .. } => {
-            candidates.push((*height, *hash))
-        }
-        hearth::events::Event::BlockAccepted { hash, .. } => {
-            accepted.insert(*hash);
-        }
-        _ => {}
-    };
     node.terminate();
     // A block found while the node is away (in flight when it went, or found on the last
-    // template during the grace period) is journalled and waits; mining pauses. (It may have
-    // paused already, on that find, before the node was seen down: no second Paused then.)
+    // template during the grace period) is journalled and waits; mining pauses. Mining also
+    // pauses on every find until the node answers, and the template source announces that
+    // pause while the submitter announces the find, so either may come first: wait for all
+    // three (node down, paused, a find not accepted) in any order.
+    let mut candidates = Vec::new();
+    let mut accepted = std::collections::HashSet::new();
     let (mut down, mut paused) = (false, false);
+    let mut unaccepted = None;
     common::wait_event(
         &mut events,
         Duration::from_secs(30),
-        "node down and paused",
+        "node down, mining paused, and a block found that the node has not accepted",
         |e| {
-            note(e);
-            down |= matches!(e, hearth::events::Event::NodeDown { .. });
-            paused |= matches!(e, hearth::events::Event::Paused { .. });
-            down && paused
+            match e {
+                hearth::events::Event::BlockCandidate { height, hash, .. } => {
+                    candidates.push((*height, *hash))
+                }
+                hearth::events::Event::BlockAccepted { hash, .. } => {
+                    accepted.insert(*hash);
+                }
+                hearth::events::Event::NodeDown { .. } => down = true,
+                hearth::events::Event::Paused { .. } => paused = true,
+                _ => {}
+            }
+            unaccepted = candidates
+                .iter()
+                .find(|(_, h)| !accepted.contains(h))
+                .copied();
+            down && paused && unaccepted.is_some()
         },
     )
     .await;
-    let (height, hash) = *candidates
-        .iter()
-        .find(|(_, h)| !accepted.contains(h))
-        .expect("no block was found while the node was down");
-    let pending = std::fs::read_dir(journal.path().join("pending"))
-        .unwrap()
-        .count();
-    assert!(pending >= 1, "the candidate is not in the journal");
+    let Some((height, hash)) = unaccepted else {
+        unreachable!("wait_event returns only with a find not accepted")
+    };
+    // Journalled before the first RPC: in pending/, or in accepted/ if it was in flight when
+    // the node went and the node took it.
+    let name = format!("{height:08}-{hash}.json");
+    assert!(
+        ["pending", "accepted"]
+            .iter()
+            .any(|dir| journal.path().join(dir).join(&name).exists()),
+        "the block found while the node was down ({name}) is not in the journal"
+    );
 
     node.restart().await.unwrap();
     // That block, or a sibling of it that the daemon found on the same parent and submitted

@@ -42,8 +42,11 @@ if ! have_kicad9; then
   update=0
   $SUDO "${apt[@]}" update -q >"$log" 2>&1 || update=$?
   # apt-get update exits 0 when some index files could not be downloaded (it only warns), so
-  # success is judged by whether backports now offers KiCad 9.
-  if [[ $update -ne 0 ]] || ! apt-cache policy kicad 2>/dev/null | grep -q 'bookworm-backports'; then
+  # success is judged by whether backports now offers KiCad 9. The policy is read whole before
+  # grep looks at it: `apt-cache … | grep -q` under pipefail fails at random when grep exits at
+  # the first match and apt-cache dies of SIGPIPE on its next write.
+  policy="$(apt-cache policy kicad 2>/dev/null || true)"
+  if [[ $update -ne 0 ]] || ! grep -q 'bookworm-backports' <<<"$policy"; then
     tail -20 "$log" >&2
     if network_error "$log"; then
       echo "kicad: Debian's package mirror (deb.debian.org) is UNREACHABLE: apt-get update could not fetch bookworm-backports" >&2

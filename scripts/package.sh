@@ -113,7 +113,9 @@ check() {
     # Run the packaged binary from the unpacked tree.
     local bin="$dir/root/usr/bin/hearth"
     "$bin" --version >/dev/null || die "hearth --version failed"
-    "$bin" --help | grep -q -- '--log-format' || die "hearth --help does not list --log-format"
+    local help
+    help="$("$bin" --help)" || die "hearth --help failed"
+    grep -q -- '--log-format' <<<"$help" || die "hearth --help does not list --log-format"
     # The packaged configuration is valid for this binary once an address is filled in.
     sed 's/^address = "bc1q\.\.\."/address = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"/' \
       "$dir/root/etc/hearth/hearth.toml" >"$dir/hearth.toml"

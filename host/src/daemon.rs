@@ -157,6 +157,7 @@ impl Daemon {
             status.clone(),
             events.subscribe(),
             work_rx.clone(),
+            crate::logging::Tail::global().follow(),
             cancel.clone(),
         ));
         let (tip_tx, tip_rx) = watch::channel::<Option<BlockHash>>(None);
@@ -443,7 +444,6 @@ impl Daemon {
                 token: Arc::new(token),
                 pause: Arc::new(pause_tx),
                 boards: Arc::new(board_settings),
-                events: events.clone(),
                 network: config.config.node.network.clone(),
                 pool_member: pool_member.clone(),
                 pool_coordinator: coordinator_handle,

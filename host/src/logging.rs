@@ -4,12 +4,23 @@
 //! shippers), and journald (under systemd, so that `journalctl -p warning` and field matches
 //! work). `auto` picks journald only when systemd connected our stderr to the journal: a
 //! `hearth` started by hand from a shell inside a service's environment still prints lines.
+//!
+//! Whatever the output, warnings and errors also go to a small in-memory tail ([`Tail`]) that
+//! the dashboard's log shows next to the daemon's events: a slow node, a refused share or a
+//! bad frame is seen in the browser, not only in the journal.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
 
+use tokio::sync::broadcast;
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::api::status::{LogLine, unix_now};
 
 /// `--log-format` (`HEARTH_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -128,20 +139,25 @@ pub fn init(format: LogFormat, verbose: bool, quiet: bool) {
     };
     let journal_stream = std::env::var("JOURNAL_STREAM").ok();
     let output = select(format, journal_stream.as_deref(), stderr_identity());
+    let tail = || TailLayer(Tail::global());
     match output {
-        Output::Human => human(filter()),
+        Output::Human => human(filter(), tail()),
         Output::Json => {
-            let _ = tracing_subscriber::fmt()
-                .json()
-                .with_env_filter(filter())
-                .with_writer(std::io::stderr)
+            let _ = tracing_subscriber::registry()
+                .with(filter())
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_writer(std::io::stderr),
+                )
+                .with(tail())
                 .try_init();
         }
         Output::Journald => {
-            if let Err(e) = journald(filter()) {
+            if let Err(e) = journald(filter(), tail()) {
                 // Logs must go somewhere: a missing journal socket (a container, a chroot)
                 // should not stop the daemon.
-                human(filter());
+                human(filter(), tail());
                 tracing::warn!(
                     "cannot open the journald socket ({e}); logging human-readable lines to stderr"
                 );
@@ -150,18 +166,22 @@ pub fn init(format: LogFormat, verbose: bool, quiet: bool) {
     }
 }
 
-fn human(filter: EnvFilter) {
+fn human(filter: EnvFilter, tail: TailLayer) {
     use std::io::IsTerminal;
     // Colours only on a terminal: not in a file, a pipe or the journal (the journald fallback).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(tail)
         .try_init();
 }
 
 #[cfg(unix)]
-fn journald(filter: EnvFilter) -> std::io::Result<()> {
+fn journald(filter: EnvFilter, tail: TailLayer) -> std::io::Result<()> {
     // SYSLOG_IDENTIFIER "hearth" whatever the binary was invoked as, and fields without the
     // default "F" prefix: `journalctl -u hearth DEVICE=board0`.
     let layer = tracing_journald::layer()?
@@ -170,21 +190,189 @@ fn journald(filter: EnvFilter) -> std::io::Result<()> {
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(layer)
+        .with(tail)
         .try_init();
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn journald(_filter: EnvFilter) -> std::io::Result<()> {
+fn journald(_filter: EnvFilter, _tail: TailLayer) -> std::io::Result<()> {
     Err(std::io::Error::new(
         std::io::ErrorKind::NotFound,
         "journald exists only on Linux",
     ))
 }
 
+/// How many warnings the tail keeps from before the dashboard's log starts following it (the
+/// configuration's and the start-up checks' warnings come before the daemon runs).
+pub const TAIL_LINES: usize = 50;
+
+/// The last warnings and errors logged, and a feed of the new ones.
+#[derive(Debug)]
+pub struct Tail {
+    state: Mutex<TailState>,
+}
+
+#[derive(Debug)]
+struct TailState {
+    recent: VecDeque<LogLine>,
+    feed: broadcast::Sender<LogLine>,
+}
+
+impl Tail {
+    /// An empty tail (tests; the daemon uses [`Tail::global`]).
+    pub fn new() -> Tail {
+        Tail {
+            state: Mutex::new(TailState {
+                recent: VecDeque::with_capacity(TAIL_LINES),
+                feed: broadcast::channel(256).0,
+            }),
+        }
+    }
+
+    /// The process's tail, which [`init`] feeds. Empty unless `init` ran (tests that start a
+    /// daemon in process install their own subscriber).
+    pub fn global() -> &'static Tail {
+        static GLOBAL: OnceLock<Tail> = OnceLock::new();
+        GLOBAL.get_or_init(Tail::new)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TailState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The lines kept so far, oldest first, and every line after them: taken under one lock,
+    /// so none is missed or seen twice.
+    pub fn follow(&self) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
+        let state = self.lock();
+        (
+            state.recent.iter().cloned().collect(),
+            state.feed.subscribe(),
+        )
+    }
+
+    fn push(&self, line: LogLine) {
+        let mut state = self.lock();
+        if state.recent.len() == TAIL_LINES {
+            state.recent.pop_front();
+        }
+        state.recent.push_back(line.clone());
+        // No follower yet is fine: the line is in `recent`.
+        let _ = state.feed.send(line);
+    }
+}
+
+impl Default for Tail {
+    fn default() -> Tail {
+        Tail::new()
+    }
+}
+
+/// Feeds warnings and errors (after the filter) to a [`Tail`].
+#[derive(Debug)]
+pub struct TailLayer(pub &'static Tail);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TailLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let level = *event.metadata().level();
+        // Levels order by verbosity: everything above WARN is info, debug or trace.
+        if level > tracing::Level::WARN {
+            return;
+        }
+        let mut text = TailText::default();
+        event.record(&mut text);
+        let message = if text.fields.is_empty() {
+            text.message
+        } else {
+            format!("{} ({})", text.message, text.fields)
+        };
+        self.0.push(LogLine {
+            time: unix_now(),
+            level: if level == tracing::Level::ERROR {
+                "error"
+            } else {
+                "warn"
+            },
+            message,
+        });
+    }
+}
+
+/// An event's message, then its fields as `name=value`, comma-separated.
+#[derive(Default)]
+struct TailText {
+    message: String,
+    fields: String,
+}
+
+impl Visit for TailText {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+            return;
+        }
+        if !self.fields.is_empty() {
+            self.fields.push_str(", ");
+        }
+        let _ = write!(self.fields, "{}={value:?}", field.name());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_keeps_warnings_and_errors_with_their_fields() {
+        let tail: &'static Tail = Box::leak(Box::new(Tail::new()));
+        let subscriber = tracing_subscriber::registry().with(TailLayer(tail));
+        let (_, mut feed) = tail.follow();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("not kept");
+            tracing::warn!(hash = %"00ab", height = 5, "the node gave no verdict");
+            tracing::error!(error = "boom", "a bad frame");
+            tracing::debug!("not kept either");
+        });
+        let (recent, _) = tail.follow();
+        let shown: Vec<(&str, &str)> = recent
+            .iter()
+            .map(|l| (l.level, l.message.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("warn", "the node gave no verdict (hash=00ab, height=5)"),
+                ("error", "a bad frame (error=boom)")
+            ]
+        );
+        // A follower from before sees both, in order.
+        assert_eq!(feed.try_recv().map(|l| l.level), Ok("warn"));
+        assert_eq!(feed.try_recv().map(|l| l.level), Ok("error"));
+    }
+
+    #[test]
+    fn the_tail_is_bounded() {
+        let tail: &'static Tail = Box::leak(Box::new(Tail::new()));
+        let subscriber = tracing_subscriber::registry().with(TailLayer(tail));
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..TAIL_LINES + 7 {
+                tracing::warn!("line {i}");
+            }
+        });
+        let (recent, _) = tail.follow();
+        assert_eq!(recent.len(), TAIL_LINES);
+        assert_eq!(recent[0].message, "line 7");
+    }
 
     const STDERR: Option<(u64, u64)> = Some((8, 123456));
 

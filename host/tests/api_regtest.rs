@@ -420,3 +420,118 @@ async fn with_the_api_off_the_devices_still_mine() {
     );
     daemon.shutdown().await;
 }
+
+/// The dashboard's log shows what the daemon logs as warnings, not only its events: the real
+/// binary, as a user runs it, bound beyond loopback (a start-up warning logged before the log
+/// is followed) and then paused through the API (a warning while it runs, seen live).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_log_shows_the_daemons_warnings() {
+    use std::io::BufRead as _;
+    let node = common::node(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (address, _) = common::address("P2WPKH");
+    let token_file = dir.path().join("api-token");
+    let text = common::config_text(
+        &node,
+        &address.to_string(),
+        &dir.path().join("journal"),
+        &common::sim_device("board0", 2, 0.0, 0),
+    )
+    .replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!(
+            "listen = \"0.0.0.0:0\"\ntoken_file = \"{}\"",
+            token_file.display()
+        ),
+    );
+    let config_path = dir.path().join("hearth.toml");
+    std::fs::write(&config_path, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["mine", "--log-format", "human", "--config"])
+        .arg(&config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _child = common::Killed(child);
+    // The dashboard's address, from the daemon's own log line; the rest of stderr is drained.
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(at) = line.find("dashboard=http://") {
+                let url: String = line[at + "dashboard=".len()..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                let _ = url_tx.send(url);
+            }
+        }
+    });
+    let url = tokio::task::spawn_blocking(move || url_rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("the daemon logs its dashboard address");
+    let port = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let log = |http: reqwest::Client, base: String| async move {
+        http.get(format!("{base}/api/log"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+    };
+    let lines = log(http.clone(), base.clone()).await;
+    assert!(
+        lines.iter().any(|l| l["level"] == "warn"
+            && l["message"]
+                .as_str()
+                .unwrap()
+                .contains("listen beyond this machine")),
+        "the start-up warning about the listen address is not in /api/log: {lines:?}"
+    );
+
+    // Live: the stream carries a warning logged after it opened.
+    let mut stream = http.get(format!("{base}/api/events")).send().await.unwrap();
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let paused = http
+        .post(format!("{base}/api/control/pause"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paused.status().as_u16(), 200);
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen
+                .lines()
+                .any(|l| l.starts_with("data:") && l.contains("devices paused through the API"))
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "no live log line for the pause's warning");
+    let lines = log(http.clone(), base.clone()).await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "warn" && l["message"] == "devices paused through the API"),
+        "{lines:?}"
+    );
+}

@@ -27,14 +27,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::device::link::BoardSettings;
-use crate::events::{Event, Stats};
+use crate::events::Stats;
 use crate::submit::Journal;
 pub use status::StatusBoard;
 pub use views::*;
@@ -44,7 +44,7 @@ pub use views::*;
 pub struct ApiState {
     /// Device counters.
     pub stats: Stats,
-    /// Node and work status, and the event log.
+    /// Node and work status, and the log (events, warnings and errors).
     pub status: StatusBoard,
     /// The block journal.
     pub journal: Journal,
@@ -56,8 +56,6 @@ pub struct ApiState {
     pub pause: Arc<watch::Sender<bool>>,
     /// Per-board settings, by device name (link devices only).
     pub boards: Arc<HashMap<String, watch::Sender<BoardSettings>>>,
-    /// Daemon events, for the live stream.
-    pub events: broadcast::Sender<Event>,
     /// Network name.
     pub network: String,
     /// This daemon as a pool member (`[pool.member]`).
@@ -353,7 +351,8 @@ async fn get_config(State(state): State<ApiState>) -> Json<serde_json::Value> {
     Json((*state.config).clone())
 }
 
-/// The recent events, oldest first.
+/// The recent log lines, oldest first: the daemon's events (blocks, node, devices, faults, work
+/// source) and every warning and error logged.
 #[utoipa::path(get, path = "/api/log", responses((status = 200, body = Vec<status::LogLine>)))]
 async fn get_log(State(state): State<ApiState>) -> Json<Vec<status::LogLine>> {
     Json(state.status.log())
@@ -400,12 +399,9 @@ async fn events(
             Ok(SseEvent::default().event("snapshot").data(body.to_string()))
         }
     });
-    let happenings = BroadcastStream::new(state.events.subscribe()).filter_map(|e| {
-        let event = e.ok()?;
-        let (level, message) = status::describe(&event)?;
-        let body =
-            serde_json::json!({ "time": status::unix_now(), "level": level, "message": message });
-        Some(Ok(SseEvent::default().event("log").data(body.to_string())))
+    let happenings = BroadcastStream::new(state.status.follow_log()).filter_map(|line| {
+        let body = serde_json::to_string(&line.ok()?).ok()?;
+        Some(Ok(SseEvent::default().event("log").data(body)))
     });
     let until = state.cancel.clone().cancelled_owned();
     Sse::new(futures_util::StreamExt::take_until(

@@ -1,6 +1,6 @@
 //! What the daemon is doing, kept up to date from its events and its work: the node, the tip,
-//! the template's age, the network difficulty, the work source, and the recent events as log
-//! lines for the dashboard.
+//! the template's age, the network difficulty, the work source, and the log the dashboard shows:
+//! the daemon's events as lines, and the warnings and errors logged (`crate::logging::Tail`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use crate::events::Event;
 use crate::work::TemplateWork;
 
-/// How many event lines the dashboard can show.
+/// How many log lines the dashboard can show.
 pub const LOG_LINES: usize = 200;
 
 /// Unix time now, seconds.
@@ -47,8 +47,8 @@ pub struct NodeStatus {
     pub paused: Option<String>,
 }
 
-/// One line of the dashboard's event log.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// One line of the dashboard's log: a daemon event, or a warning or error logged.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct LogLine {
     /// Unix time.
     pub time: u64,
@@ -59,9 +59,20 @@ pub struct LogLine {
 }
 
 /// Shared between the tracker and the API.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StatusBoard {
     inner: Arc<Mutex<Inner>>,
+    /// Each log line as it is added (the dashboard's live log).
+    lines: broadcast::Sender<LogLine>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> StatusBoard {
+        StatusBoard {
+            inner: Arc::default(),
+            lines: broadcast::channel(256).0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +99,22 @@ impl StatusBoard {
         self.lock().log.iter().cloned().collect()
     }
 
+    /// Every log line added from now on.
+    pub fn follow_log(&self) -> broadcast::Receiver<LogLine> {
+        self.lines.subscribe()
+    }
+
+    /// Add a line to the log (bounded: the oldest goes).
+    pub fn push_log(&self, line: LogLine) {
+        let mut inner = self.lock();
+        if inner.log.len() == LOG_LINES {
+            inner.log.pop_front();
+        }
+        inner.log.push_back(line.clone());
+        // Sent under the lock, so followers see lines in the log's order.
+        let _ = self.lines.send(line);
+    }
+
     /// Apply an event (pure bookkeeping; tested directly).
     pub fn apply(&self, event: &Event) {
         let mut inner = self.lock();
@@ -106,11 +133,9 @@ impl StatusBoard {
             Event::WorkSource { source, .. } => s.work_source = source.clone(),
             _ => {}
         }
+        drop(inner);
         if let Some((level, message)) = describe(event) {
-            if inner.log.len() == LOG_LINES {
-                inner.log.pop_front();
-            }
-            inner.log.push_back(LogLine {
+            self.push_log(LogLine {
                 time: unix_now(),
                 level,
                 message,
@@ -226,17 +251,34 @@ pub fn describe(event: &Event) -> Option<(&'static str, String)> {
     })
 }
 
-/// Keeps `board` up to date until cancelled.
+/// Keeps `board` up to date until cancelled: its status from the events and the work, its log
+/// from the events and from `logged` (the warnings and errors kept before it started, and a
+/// feed of those after).
 pub async fn track(
     board: StatusBoard,
     mut events: broadcast::Receiver<Event>,
     mut work: watch::Receiver<Option<Arc<TemplateWork>>>,
+    logged: (Vec<LogLine>, broadcast::Receiver<LogLine>),
     cancel: CancellationToken,
 ) {
     board.set_work(work.borrow_and_update().as_deref());
+    let (earlier, mut logged) = logged;
+    for line in earlier {
+        board.push_log(line);
+    }
+    let mut logged_open = true;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
+            line = logged.recv(), if logged_open => match line {
+                Ok(line) => board.push_log(line),
+                Err(broadcast::error::RecvError::Lagged(n)) => board.push_log(LogLine {
+                    time: unix_now(),
+                    level: "warn",
+                    message: format!("{n} warnings were logged too fast to show here; the full log has them"),
+                }),
+                Err(broadcast::error::RecvError::Closed) => logged_open = false,
+            },
             event = events.recv() => match event {
                 Ok(e) => board.apply(&e),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
